@@ -1,0 +1,1 @@
+"""hftaccel.kernels: CUDA C kernel sources loaded by CuPy."""

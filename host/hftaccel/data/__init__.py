@@ -1,0 +1,1 @@
+"""Embedded sample data (package data)."""

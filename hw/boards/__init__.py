@@ -1,0 +1,1 @@
+"""hftaccel.boards: ECP5 board tops and the build flow."""

@@ -1,0 +1,1 @@
+"""hftaccel.rtl: Amaranth gateware, one pipeline stage per file."""

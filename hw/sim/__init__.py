@@ -1,0 +1,1 @@
+"""hftaccel.sim: cocotb testbenches and the Verilator replay harness."""
