@@ -1,0 +1,167 @@
+"""The ``hftaccel`` command line: thin argument parsing over library calls."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="hftaccel: ITCH 5.0 in, order book, features, int8 MLP, risk, OUCH 5.0 out.")
+console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    input: Optional[Path] = typer.Argument(None, help="ITCH file, pcap/pcapng or LOBSTER message "
+                                           "file (default: the embedded AMZN 2012-06-21 sample)"),
+    backend: str = typer.Option("cpu", help="cpu (golden model); gpu and rtl come with their "
+                                "backends"),
+    out: Optional[Path] = typer.Option(None, help="folder for summary.json and book.parquet"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON summary to stdout"),
+    lenient: bool = typer.Option(False, help="count and skip malformed input instead of "
+                                 "stopping at the first error"),
+    depth: int = typer.Option(8, help="book levels per side in the records"),
+) -> None:
+    """Replay a trading day through the pipeline and summarize it."""
+    if backend != "cpu":
+        _fail(ValueError(f"backend {backend!r} is not available in this build (choose cpu)"))
+    from hftaccel.backends import cpu
+    from hftaccel.feeds.itch import ItchError
+
+    with _progress() as bar:
+        task = bar.add_task("replay", total=None)
+
+        def tick(done, total):
+            bar.update(task, completed=done, total=total)
+
+        try:
+            result = cpu.run(input, lenient=lenient, depth=depth, progress=tick)
+        except (ItchError, ValueError, FileNotFoundError) as exc:
+            _fail(exc)
+    summary = result.summary
+    if out is not None:
+        import pyarrow.parquet as pq
+
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        pq.write_table(cpu.records_table(result.records), out / "book.parquet")
+        summary_paths = f"{out / 'summary.json'}, {out / 'book.parquet'}"
+    if json_out:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        _print_summary(summary)
+        if out is not None:
+            console.print(f"wrote {summary_paths}")
+    check = summary.get("book_check")
+    if check and check.get("mismatches"):
+        raise typer.Exit(1)
+
+
+def _print_summary(s: dict) -> None:
+    out = Console()
+    t = Table(title=f"hftaccel run ({s['backend']}): {Path(s['input']).name}", show_header=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_row("input kind", s["kind"])
+    t.add_row("messages", f"{s['messages']:,}")
+    t.add_row("  by type", "  ".join(f"{k} {v:,}" for k, v in s["messages_by_type"].items()))
+    if s["kind"] == "pcap":
+        t.add_row("MoldUDP64 packets", f"{s['packets']:,}")
+        t.add_row("MoldUDP64 gaps", f"{len(s['gaps'])} ({sum(g['count'] for g in s['gaps']):,} "
+                  "messages missing)")
+        t.add_row("MoldUDP64 duplicates", f"{s['duplicates']:,}")
+    if any(s["skipped"].values()):
+        t.add_row("skipped (malformed)", ", ".join(f"{k} {v}" for k, v in s["skipped"].items()
+                                                   if v))
+    t.add_row("book updates", f"{s['book_updates']:,}")
+    t.add_row("live orders at end", f"{s['live_orders']:,}")
+    bad = s["bad_references"]
+    t.add_row("bad references", ", ".join(f"{k} {v}" for k, v in bad.items() if v) or "none")
+    if s.get("synthesized"):
+        t.add_row("LOBSTER: synthesized", f"{s['synthesized'].get('total', 0):,} messages")
+    t.add_row("throughput", f"{s['throughput_msgs_per_s']:,.0f} messages/s")
+    check = s.get("book_check")
+    if check is None:
+        t.add_row("book check", "no LOBSTER orderbook beside the input")
+    else:
+        ok = "[green]OK[/green]" if check["mismatches"] == 0 and check["rows"] else "[red]FAIL[/red]"
+        t.add_row("book check vs LOBSTER",
+                  f"{check['rows']:,} rows, {check['mismatches']:,} mismatches {ok}")
+    out.print(t)
+
+
+@app.command()
+def convert(
+    message_file: Path = typer.Argument(..., help="LOBSTER message file (.csv or .csv.gz)"),
+    out: Path = typer.Argument(..., help="output: .pcap / .pcapng (MoldUDP64) or .itch[.gz]"),
+    stock: Optional[str] = typer.Option(None, help="ticker (default: from the file name)"),
+    date: Optional[str] = typer.Option(None, help="trading date YYYY-MM-DD (default: from the "
+                                       "file name)"),
+) -> None:
+    """Convert a LOBSTER day into ITCH 5.0 (file or MoldUDP64 pcap)."""
+    import re
+
+    from hftaccel.feeds import itch, lobster, source
+
+    name = message_file.name
+    m = re.match(r"^([A-Za-z.]+)_(\d{4}-\d{2}-\d{2})", name)
+    stock = stock or (m.group(1) if m else "LOBSTER")
+    date = date or (m.group(2) if m else "1970-01-01")
+    lob = source.find_lobster_beside(message_file)
+    book = lobster.load_orderbook(lob.orderbook_path) if lob else None
+    try:
+        conv = lobster.to_itch(lobster.load_messages(message_file), book, stock=stock.upper())
+    except ValueError as exc:
+        _fail(exc)
+    if out.suffix in (".pcap", ".pcapng"):
+        from hftaccel.feeds import moldudp64
+
+        stats = moldudp64.write_pcap(out, conv.messages, date=date, pcapng=out.suffix == ".pcapng")
+        console.print(f"wrote {out}: {stats.packets:,} packets, {stats.messages:,} messages")
+    else:
+        n = itch.write_file(out, conv.messages)
+        console.print(f"wrote {out}: {itch.n_messages(conv.messages):,} messages, {n:,} bytes")
+    console.print(f"synthesized: {conv.synthesized}")
+
+
+@app.command()
+def generate(
+    out: Path = typer.Argument(..., help="output ITCH file (.itch or .itch.gz)"),
+    messages: int = typer.Option(1_000_000, help="number of messages"),
+    symbols: int = typer.Option(1000, help="number of stock locates"),
+    seed: int = typer.Option(0),
+    hawkes: bool = typer.Option(False, help="clustered (self-exciting) arrivals"),
+) -> None:
+    """Write a seeded synthetic multi-symbol ITCH 5.0 stream in bounded memory."""
+    from hftaccel.feeds import synthetic
+
+    stats = synthetic.write_itch(out, messages, n_symbols=symbols, seed=seed, hawkes=hawkes)
+    console.print(f"wrote {out}: {stats}")
+
+
+def main() -> None:
+    """Entry point of the ``hftaccel`` console script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

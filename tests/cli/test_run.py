@@ -1,0 +1,100 @@
+"""`hftaccel run`: the main job on the embedded sample and on every kind of input."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from hftaccel.cli import app
+from hftaccel.feeds import source
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+runner = CliRunner()
+
+REQUIRED_KEYS = {"messages", "messages_by_type", "book_updates", "bad_references", "gaps",
+                 "duplicates", "throughput_msgs_per_s", "book_check"}
+
+
+def _run_json(*args):
+    res = runner.invoke(app, ["run", *map(str, args), "--json"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+@pytest.fixture(scope="module")
+def sample_summary():
+    return _run_json()
+
+
+def test_demo_replays_the_amzn_day_exactly(sample_summary):
+    s = sample_summary
+    assert REQUIRED_KEYS <= set(s)
+    assert s["kind"] == "pcap" and s["input"].endswith("AMZN_2012-06-21.pcap")
+    assert s["book_check"]["rows"] == 57_515
+    assert s["book_check"]["mismatches"] == 0
+    assert sum(s["bad_references"].values()) == 0
+    assert s["gaps"] == [] and s["duplicates"] == 0
+    by_type = s["messages_by_type"]
+    # every LOBSTER row became one message: E for visible executions, P for hidden ones, ...
+    assert by_type["P"] > 0 and by_type["E"] > 0 and by_type["A"] > 0 and by_type["D"] > 0
+    assert s["messages"] == sum(by_type.values())
+    assert s["book_updates"] == sum(by_type.get(t, 0) for t in "AFECXDUP")
+    assert s["throughput_msgs_per_s"] > 0
+
+
+def test_lobster_input_directly(tmp_path):
+    for kind in ("message", "orderbook"):
+        name = f"AMZN_2012-06-21_34200000_57600000_{kind}_1.csv.gz"
+        shutil.copy(source.embedded_sample().parent / name, tmp_path / name)
+    s = _run_json(tmp_path / "AMZN_2012-06-21_34200000_57600000_message_1.csv.gz")
+    assert s["kind"] == "lobster"
+    assert s["book_check"] == {"rows": 57_515, "mismatches": 0, "first_mismatch": None}
+    assert s["synthesized"]["total"] > 0
+
+
+def test_out_folder_gets_json_and_parquet(tmp_path, sample_summary):
+    res = runner.invoke(app, ["run", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["book_updates"] == sample_summary["book_updates"]
+    table = pq.read_table(tmp_path / "book.parquet")
+    assert table.num_rows == summary["book_updates"]
+    assert {"seq", "timestamp", "bid_price_1", "ask_shares_8", "msg_type"} <= set(
+        table.column_names)
+    bid = table.column("bid_price_1").to_numpy()
+    ask = table.column("ask_price_1").to_numpy()
+    both = (bid > 0) & (ask > 0)
+    assert np.all(bid[both] < ask[both])  # never crossed
+
+
+def test_real_itch_file():
+    s = _run_json(DATA / "itch" / "nasdaq_itch50_2019_first1000msgs.itch")
+    assert s["kind"] == "itch" and s["messages"] == 1000
+    assert s["messages_by_type"] == {"S": 1, "R": 993, "H": 3, "Y": 3}
+    assert s["book_updates"] == 0 and s["book_check"] is None
+
+
+def test_real_pcap_capture():
+    s = _run_json(DATA / "itch_pcap" / "AddOrderNoMpidAttributionMessage.pcap")
+    assert s["kind"] == "pcap" and s["messages_by_type"] == {"A": 1}
+    assert s["book_updates"] == 1
+
+
+def test_malformed_input_is_named(tmp_path):
+    bad = tmp_path / "bad.itch"
+    data = (DATA / "itch" / "nasdaq_itch50_2019_first1000msgs.itch").read_bytes()
+    bad.write_bytes(data[:-5])
+    res = runner.invoke(app, ["run", str(bad), "--json"])
+    assert res.exit_code == 2
+    assert "bad.itch" in res.output and "byte offset" in res.output
+    s = _run_json(bad, "--lenient")
+    assert s["messages"] == 999 and s["skipped"]["truncated"] == 1
+
+
+def test_missing_input():
+    res = runner.invoke(app, ["run", "/nonexistent/x.itch"])
+    assert res.exit_code == 2 and "no such input file" in res.output
