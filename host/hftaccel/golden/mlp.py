@@ -1,0 +1,597 @@
+"""Integer inference of a QCDQ ONNX MLP: reads the ONNX file, runs int8/int32 arithmetic only.
+
+The engine reads the exported graph (``onnx``, never torch), checks that every node can be run
+exactly in integers, and compiles it into a short list of integer steps
+(:class:`Requant`, :class:`Dense`, :class:`Relu`, :class:`Clip`). Its outputs equal onnxruntime's on
+the same file bit for bit: ``onnxruntime logits == run(x) * 2**output_exp`` (float32).
+
+Supported ops and the rules that make them exact (``hftaccel.spec.quant``):
+
+* ``Mul`` by a constant whose entries are powers of two (scalar or per feature).
+* ``QuantizeLinear`` / ``DequantizeLinear`` with power-of-two scales (per tensor, or per axis on
+  the last axis), zero point 0, int8 / uint8 outputs.
+* ``Clip`` on integer tensors (or float tensors whose bounds are on the value grid).
+* ``Gemm`` (alpha = beta = 1, transA = 0) / ``MatMul`` / ``Add`` with constant weights and biases
+  that are integers times powers of two, and a static worst-case accumulator within 2**24 (so the
+  float32 arithmetic of the graph is exact in any summation order).
+* ``Relu``, ``Identity``; ``Constant`` nodes and constant subgraphs (weights through Clip/DQ) are
+  folded.
+
+Anything else raises :class:`UnsupportedGraphError` naming the node.
+
+Rounding. ONNX ``QuantizeLinear`` computes ``saturate(round(x / scale))`` with round half to even
+(RNE). With ``x = a * 2**e`` (``a`` integer: every tensor here is on such a grid) and
+``scale = 2**s`` this is ``saturate(rne(a * 2**(e - s)))``; for ``n = s - e > 0``,
+:func:`rne_shift` computes ``rne(a / 2**n)`` exactly with integer operations:
+write ``a = q * 2**n + r`` with ``q = a >> n`` (arithmetic shift = floor division) and
+``0 <= r < 2**n``, ``h = 2**(n-1)``. Then ``a / 2**n = q + r / 2**n`` with ``0 <= r / 2**n < 1``,
+so the nearest integers are ``q`` and ``q + 1``: ``r < h`` is nearer to ``q``, ``r > h`` nearer
+to ``q + 1``, and ``r == h`` is the tie, which goes to the even one of ``q`` and ``q + 1`` --
+``q`` if ``q`` is even, else ``q + 1``. Hence ``rne(a / 2**n) = q + [r > h or (r == h and q odd)]``
+which is what :func:`rne_shift` returns. Because the division by a power of two is exact in
+binary floating point (no underflow at these magnitudes), the float RNE of ONNX equals this
+integer RNE. For ``n <= 0`` the result is ``a << -n``, exact.
+
+Float32 input. The graph input is float32, so an int32 feature ``x`` enters the graph as
+``float32(x)``, rounded to 24 significant bits with RNE when ``|x| >= 2**24``.
+:func:`float32_grid` reproduces that rounding in integers (same RNE argument with
+``n = bit_length(|x|) - 24``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hftaccel.spec.quant import FLOAT32_EXACT_BITS, INPUT_NAME, OUTPUT_NAME
+
+__all__ = [
+    "UnsupportedGraphError",
+    "Requant", "Dense", "Relu", "Clip",
+    "IntegerMLP", "load", "rne_shift", "float32_grid",
+]
+
+_INT_LIMIT = 1 << 62          # int64 headroom for every intermediate of the engine
+_F32_EXACT = 1 << FLOAT32_EXACT_BITS
+
+
+class UnsupportedGraphError(ValueError):
+    """The ONNX graph holds an op, scale or value range the engine cannot run exactly.
+
+    Attributes
+    ----------
+    node : str
+        Name of the offending node (its op type and first output when unnamed).
+    """
+
+    def __init__(self, node: str, reason: str):
+        self.node = node
+        super().__init__(f"node {node!r}: {reason}")
+
+
+def rne_shift(a: np.ndarray, n) -> np.ndarray:
+    """``rne(a * 2**-n)``: arithmetic shift right by ``n`` with round half to even.
+
+    Parameters
+    ----------
+    a : np.ndarray, int64
+        Integers (any shape).
+    n : int or np.ndarray of int
+        Shift, broadcast against ``a``; ``n <= 0`` shifts left (exact).
+
+    Returns
+    -------
+    np.ndarray, int64
+        See the module docstring for the proof that this equals ONNX QuantizeLinear's rounding.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    n = np.broadcast_to(np.asarray(n, dtype=np.int64), a.shape)
+    right = np.maximum(n, 0)
+    q = a >> right
+    r = a - (q << right)
+    h = np.where(right > 0, np.left_shift(1, np.maximum(right - 1, 0)), 1 << 62)
+    up = (r > h) | ((r == h) & ((q & 1) == 1))
+    return np.where(n > 0, q + up, a << np.maximum(-n, 0))
+
+
+def float32_grid(x: np.ndarray) -> np.ndarray:
+    """The integer value of ``float32(x)`` for integers ``|x| < 2**62``: RNE to 24 significant bits.
+
+    Parameters
+    ----------
+    x : np.ndarray, integer
+
+    Returns
+    -------
+    np.ndarray, int64
+        ``float32(x)`` as an exact integer (equals ``x`` when ``|x| <= 2**24``).
+    """
+    x = np.asarray(x, dtype=np.int64)
+    a = np.abs(x)
+    # bit length of |x| without float conversion
+    bl = np.zeros(a.shape, dtype=np.int64)
+    t = a.copy()
+    for s in (32, 16, 8, 4, 2, 1):
+        big = t >= (1 << s)
+        bl += np.where(big, s, 0)
+        t = np.where(big, t >> s, t)
+    bl += (t > 0)
+    n = np.maximum(bl - FLOAT32_EXACT_BITS, 0)
+    g = rne_shift(a, n) << n
+    return np.where(x < 0, -g, g)
+
+
+@dataclass(frozen=True)
+class Requant:
+    """``y = clip(rne_shift(x, shift), lo, hi)``; ``shift`` is per channel (int64 (C,)) or scalar."""
+
+    node: str
+    shift: np.ndarray
+    lo: int
+    hi: int
+
+
+@dataclass(frozen=True)
+class Dense:
+    """``y = x @ weight.T + bias`` in integers; weight int64 (out, in), bias int64 (out,)."""
+
+    node: str
+    weight: np.ndarray
+    bias: np.ndarray
+
+
+@dataclass(frozen=True)
+class Relu:
+    """``y = max(x, 0)``."""
+
+    node: str
+
+
+@dataclass(frozen=True)
+class Clip:
+    """``y = clip(x, lo, hi)`` (integers)."""
+
+    node: str
+    lo: int
+    hi: int
+
+
+@dataclass
+class IntegerMLP:
+    """A compiled integer MLP.
+
+    Attributes
+    ----------
+    steps : list
+        Integer steps applied in order to ``float32_grid(features)``.
+    n_inputs : int
+        Number of input features.
+    output_exp : np.ndarray, int64, shape (n_outputs,)
+        Output scale exponents: graph output = ``run(x) * 2**output_exp``.
+    input_name, output_name : str
+        Graph input / output names.
+    """
+
+    steps: list
+    n_inputs: int
+    output_exp: np.ndarray
+    input_name: str = INPUT_NAME
+    output_name: str = OUTPUT_NAME
+    source: str = "<model>"
+    layers: list = field(default_factory=list)
+
+    def run(self, features: np.ndarray) -> np.ndarray:
+        """Integer logits of int32 feature vectors.
+
+        Parameters
+        ----------
+        features : np.ndarray, integer, shape (n, n_inputs)
+            Feature integers (``hftaccel.golden.features``), |value| < 2**31.
+
+        Returns
+        -------
+        np.ndarray, int64, shape (n, n_outputs)
+            Output integers; the graph's float output is ``out * 2**output_exp``.
+
+        Raises
+        ------
+        ValueError
+            Wrong shape or a value out of the int32 range.
+        """
+        x = np.asarray(features)
+        if x.ndim != 2 or x.shape[1] != self.n_inputs:
+            raise ValueError(f"{self.source}: features must have shape (n, {self.n_inputs}), "
+                             f"got {x.shape}")
+        if not np.issubdtype(x.dtype, np.integer):
+            raise ValueError(f"{self.source}: features must be integers, got {x.dtype}")
+        x = x.astype(np.int64)
+        if x.size and (x.min() < -(1 << 31) or x.max() >= (1 << 31)):
+            raise ValueError(f"{self.source}: feature values must fit int32")
+        x = float32_grid(x)
+        for st in self.steps:
+            if isinstance(st, Requant):
+                x = np.clip(rne_shift(x, st.shift), st.lo, st.hi)
+            elif isinstance(st, Dense):
+                x = x @ st.weight.T + st.bias
+            elif isinstance(st, Relu):
+                x = np.maximum(x, 0)
+            else:
+                x = np.clip(x, st.lo, st.hi)
+        return x
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Arg-max class of every sample, int64 (n,) (ties: lowest index, as numpy.argmax)."""
+        out = self.run(features)
+        if np.any(self.output_exp != self.output_exp[0]):
+            # classes on different grids: compare exactly on the finest one
+            e0 = self.output_exp.min()
+            out = out << (self.output_exp - e0)
+        return np.argmax(out, axis=1)
+
+    def float_output(self, features: np.ndarray) -> np.ndarray:
+        """The graph's float32 output, rebuilt from the integers (exact: |out| <= 2**24)."""
+        return np.ldexp(self.run(features).astype(np.float64), self.output_exp).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- compiler
+
+@dataclass
+class _Dyn:
+    """A runtime tensor: ``value = int * 2**exp`` per channel; ``lo``/``hi`` static int bounds."""
+
+    exp: np.ndarray       # int64 (C,)
+    lo: np.ndarray        # int64 (C,)
+    hi: np.ndarray        # int64 (C,)
+    integer_type: bool    # ONNX element type is an integer (output of QuantizeLinear / Clip)
+
+
+def _name(node) -> str:
+    return node.name or f"{node.op_type}:{node.output[0]}"
+
+
+def _pow2_exponent(v: np.ndarray, node: str, what: str) -> np.ndarray:
+    """Exponents k with v == 2**k exactly; raise naming the node otherwise."""
+    v = np.asarray(v, dtype=np.float64)
+    m, e = np.frexp(v)
+    if v.size == 0 or np.any(m != 0.5) or np.any(~np.isfinite(v)):
+        raise UnsupportedGraphError(node, f"{what} {v.ravel()[:8].tolist()} is not a power of two")
+    return (e - 1).astype(np.int64).ravel()
+
+
+def _int_and_exp(v: np.ndarray, node: str, what: str) -> tuple[np.ndarray, int]:
+    """Write a constant float array as ``ints * 2**e`` with the largest common e (|ints| < 2**31)."""
+    v = np.asarray(v, dtype=np.float64)
+    if not np.all(np.isfinite(v)):
+        raise UnsupportedGraphError(node, f"{what} holds non-finite values")
+    nz = v[v != 0]
+    if nz.size == 0:
+        return np.zeros(v.shape, dtype=np.int64), 0
+    m, e = np.frexp(nz)
+    # each value = m * 2**e with 53-bit m: lowest set bit gives the finest grid needed
+    mant = np.ldexp(np.abs(m), 53).astype(np.int64)
+    tz = np.zeros(mant.shape, dtype=np.int64)
+    t = mant.copy()
+    for s in (32, 16, 8, 4, 2, 1):
+        z = (t & ((1 << s) - 1)) == 0
+        tz += np.where(z, s, 0)
+        t = np.where(z, t >> s, t)
+    exp = int(np.min(e - 53 + tz))
+    ints = np.ldexp(v, -exp)
+    if np.any(np.abs(ints) >= 2.0 ** 31):
+        raise UnsupportedGraphError(node, f"{what} is not an integer times a power of two "
+                                          f"within 31 bits")
+    return ints.astype(np.int64), exp
+
+
+def _channel_vec(a: np.ndarray, c: int, node: str, what: str) -> np.ndarray:
+    a = np.asarray(a).ravel()
+    if a.size == 1:
+        return np.repeat(a, c)
+    if a.size != c:
+        raise UnsupportedGraphError(node, f"{what} has {a.size} entries for {c} channels")
+    return a
+
+
+def _attrs(node) -> dict:
+    import onnx
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def load(model, *, source: str | None = None) -> IntegerMLP:
+    """Read a QCDQ ONNX model and compile it into integer steps.
+
+    Parameters
+    ----------
+    model : str, Path, bytes or onnx.ModelProto
+        The ONNX file (e.g. ``models/default.onnx``).
+    source : str, optional
+        Name used in error messages (defaults to the path).
+
+    Returns
+    -------
+    IntegerMLP
+
+    Raises
+    ------
+    UnsupportedGraphError
+        A node cannot be run exactly in integers (unknown op, non power-of-two scale, nonzero
+        zero point, float32-inexact accumulator range, more than one dynamic input/output).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    if isinstance(model, (str, Path)):
+        source = source or str(model)
+        proto = onnx.load(str(model))
+    elif isinstance(model, bytes):
+        proto = onnx.load_from_string(model)
+    else:
+        proto = model
+    source = source or "<model>"
+    g = proto.graph
+    consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    inputs = [i for i in g.input if i.name not in consts]
+    if len(inputs) != 1 or len(g.output) != 1:
+        raise UnsupportedGraphError("<graph>", f"{source}: expected one input and one output, "
+                                               f"got {len(inputs)} and {len(g.output)}")
+    inp = inputs[0]
+    dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+    if len(dims) != 2 or dims[1] <= 0:
+        raise UnsupportedGraphError("<graph>", f"input {inp.name!r} must be (batch, n_features)")
+    if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise UnsupportedGraphError("<graph>", f"input {inp.name!r} must be float32")
+    nf = dims[1]
+    env: dict[str, _Dyn] = {
+        inp.name: _Dyn(np.zeros(nf, np.int64), np.full(nf, -(1 << 31), np.int64),
+                       np.full(nf, 1 << 31, np.int64), False)}
+    steps: list = []
+    qconsts: dict[str, tuple] = {}       # constants that are DequantizeLinear(int tensor, 2**e)
+
+    for node in g.node:
+        nm = _name(node)
+        op = node.op_type
+        if node.domain not in ("", "ai.onnx"):
+            raise UnsupportedGraphError(nm, f"op {node.domain}.{op} is not supported")
+        ins = list(node.input)
+        dyn = [i for i in ins if i in env]
+        if op == "Constant":
+            a = _attrs(node)
+            if "value" not in a:
+                raise UnsupportedGraphError(nm, "Constant without a tensor value")
+            consts[node.output[0]] = numpy_helper.to_array(a["value"])
+            continue
+        if not dyn:                          # constant folding of weight subgraphs
+            consts[node.output[0]] = _fold(node, nm, [consts.get(i) if i else None for i in ins])
+            if (op == "DequantizeLinear" and np.issubdtype(consts[ins[0]].dtype, np.integer)
+                    and np.asarray(consts[ins[1]]).size == 1):
+                e = int(_pow2_exponent(consts[ins[1]], nm, "DequantizeLinear scale")[0])
+                qconsts[node.output[0]] = (consts[ins[0]].astype(np.int64), e)
+            continue
+        if len(dyn) != 1 or len(node.output) != 1:
+            raise UnsupportedGraphError(nm, f"op {op} with {len(dyn)} dynamic inputs is not supported")
+        x = env[dyn[0]]
+        c = x.exp.size
+        cin = [consts.get(i) if i else None for i in ins]
+        for i, v in zip(ins, cin):
+            if i and i not in env and v is None:
+                raise UnsupportedGraphError(nm, f"input {i!r} is neither constant nor computed")
+        if op == "Identity":
+            y = x
+        elif op == "Mul":
+            k = cin[1] if ins[0] in env else cin[0]
+            y = _Dyn(x.exp + _channel_vec(_pow2_exponent(k, nm, "Mul constant"), c, nm, "Mul constant"),
+                     x.lo, x.hi, False)
+            if not np.all(np.abs(y.exp) < 120):
+                raise UnsupportedGraphError(nm, "scaling leaves the float32 normal range")
+        elif op in ("QuantizeLinear", "DequantizeLinear"):
+            if ins[0] not in env:
+                raise UnsupportedGraphError(nm, f"{op} of a constant with a dynamic scale")
+            a = _attrs(node)
+            s = cin[1]
+            zp = cin[2] if len(cin) > 2 and cin[2] is not None else np.zeros((), np.uint8)
+            if np.asarray(s).size > 1 and a.get("axis", 1) not in (1, -1):
+                raise UnsupportedGraphError(nm, f"per-axis {op} on axis {a.get('axis')} is not supported")
+            if np.any(np.asarray(zp) != 0):
+                raise UnsupportedGraphError(nm, f"{op} zero point {np.asarray(zp).ravel()[:8].tolist()} "
+                                                f"is not zero")
+            sexp = _channel_vec(_pow2_exponent(s, nm, f"{op} scale"), c, nm, f"{op} scale")
+            if op == "QuantizeLinear":
+                if x.integer_type:
+                    raise UnsupportedGraphError(nm, "QuantizeLinear of an integer tensor")
+                qlo, qhi = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}.get(
+                    np.asarray(zp).dtype, (None, None))
+                if qlo is None:
+                    raise UnsupportedGraphError(nm, f"QuantizeLinear to {np.asarray(zp).dtype} "
+                                                    f"is not supported")
+                shift = sexp - x.exp
+                big = np.maximum(np.abs(x.lo), np.abs(x.hi))
+                if np.any((shift < 0) & ((big << np.clip(-shift, 0, 62)) >= _INT_LIMIT)) or np.any(-shift > 40):
+                    raise UnsupportedGraphError(nm, "left shift overflows 62 bits")
+                steps.append(Requant(nm, shift, qlo, qhi))
+                lo = np.clip(rne_shift(x.lo, shift), qlo, qhi)
+                hi = np.clip(rne_shift(x.hi, shift), qlo, qhi)
+                y = _Dyn(sexp, lo, hi, True)
+            else:
+                if not x.integer_type:
+                    raise UnsupportedGraphError(nm, "DequantizeLinear of a float tensor")
+                y = _Dyn(sexp, x.lo, x.hi, False)
+        elif op == "Clip":
+            lo_c = cin[1] if len(cin) > 1 else None
+            hi_c = cin[2] if len(cin) > 2 else None
+            a = _attrs(node)
+            lo_v = lo_c if lo_c is not None else a.get("min")
+            hi_v = hi_c if hi_c is not None else a.get("max")
+            if x.integer_type:
+                lo_i = -_INT_LIMIT if lo_v is None else int(np.asarray(lo_v))
+                hi_i = _INT_LIMIT if hi_v is None else int(np.asarray(hi_v))
+                steps.append(Clip(nm, lo_i, hi_i))
+                y = _Dyn(x.exp, np.clip(x.lo, lo_i, hi_i), np.clip(x.hi, lo_i, hi_i), True)
+            else:
+                lo_i, hi_i = _grid_bound(lo_v, x.exp, nm), _grid_bound(hi_v, x.exp, nm)
+                if lo_i is not None and hi_i is not None and lo_i > hi_i:
+                    raise UnsupportedGraphError(nm, "Clip min > max")
+                lo_i = -_INT_LIMIT if lo_i is None else lo_i
+                hi_i = _INT_LIMIT if hi_i is None else hi_i
+                steps.append(Clip(nm, lo_i, hi_i))
+                y = _Dyn(x.exp, np.clip(x.lo, lo_i, hi_i), np.clip(x.hi, lo_i, hi_i), False)
+        elif op == "Relu":
+            steps.append(Relu(nm))
+            y = _Dyn(x.exp, np.maximum(x.lo, 0), np.maximum(x.hi, 0), x.integer_type)
+        elif op in ("Gemm", "MatMul"):
+            if x.integer_type:
+                raise UnsupportedGraphError(nm, f"{op} on an integer tensor")
+            if ins[0] not in env:
+                raise UnsupportedGraphError(nm, f"{op} with a dynamic right-hand side")
+            a = _attrs(node)
+            w = cin[1]
+            if w is None or np.asarray(w).ndim != 2:
+                raise UnsupportedGraphError(nm, "weight must be a constant matrix")
+            wq = qconsts.get(ins[1])
+            w = np.asarray(w, dtype=np.float64)
+            transpose = not (op == "Gemm" and a.get("transB", 0))
+            if op == "Gemm" and (a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0
+                                 or a.get("transA", 0)):
+                raise UnsupportedGraphError(nm, "Gemm needs alpha = beta = 1 and transA = 0")
+            if transpose:
+                w = w.T
+                wq = None if wq is None else (wq[0].T, wq[1])
+            if w.shape[1] != c:
+                raise UnsupportedGraphError(nm, f"weight has {w.shape[1]} inputs for {c} channels")
+            bias = cin[2] if op == "Gemm" and len(cin) > 2 else None
+            y, st = _dense(nm, x, w, bias, wq, qconsts.get(ins[2]) if bias is not None else None)
+            steps.append(st)
+        elif op == "Add":
+            b = cin[1] if ins[0] in env else cin[0]
+            if x.integer_type:
+                raise UnsupportedGraphError(nm, "Add on an integer tensor")
+            y, st = _dense(nm, x, None, b, None, qconsts.get(ins[1] if ins[0] in env else ins[0]))
+            steps.append(st)
+        else:
+            raise UnsupportedGraphError(nm, f"op {op} is not supported by the integer engine")
+        env[node.output[0]] = y
+
+    out = g.output[0].name
+    if out not in env:
+        raise UnsupportedGraphError("<graph>", f"output {out!r} is not computed from the input")
+    y = env[out]
+    mlp = IntegerMLP(steps=steps, n_inputs=nf, output_exp=y.exp.copy(), input_name=inp.name,
+                     output_name=out, source=source)
+    mlp.layers = _layers(steps)
+    return mlp
+
+
+def _grid_bound(v, exp: np.ndarray, nm: str):
+    if v is None:
+        return None
+    v = float(np.asarray(v))
+    if np.isinf(v):
+        return None
+    ints = np.ldexp(v, -exp.astype(np.int64))
+    if np.any(ints != np.round(ints)) or np.any(ints != ints[0]):
+        raise UnsupportedGraphError(nm, f"Clip bound {v} is not on the value grid")
+    return int(ints[0])
+
+
+def _dense(nm: str, x: _Dyn, w: np.ndarray | None, bias, wq=None, bq=None) -> tuple[_Dyn, Dense]:
+    """Integer Dense step for ``x @ w.T + bias`` (w float (out, in) or None = identity).
+
+    ``wq`` / ``bq``: ``(ints, exp)`` of weight / bias when they are DequantizeLinear outputs of
+    integer constants (kept as exported, rather than re-derived from the float values).
+    """
+    c = x.exp.size
+    e0 = int(x.exp.min())
+    align = x.exp - e0                                          # input channel -> finest grid
+    if w is None:
+        wi = np.diag(np.left_shift(1, align))
+        wexp = 0
+    else:
+        wi, wexp = wq if wq is not None else _int_and_exp(w, nm, "weight")
+        wi = wi << align[None, :]
+    out_exp = e0 + wexp
+    n_out = wi.shape[0]
+    if bias is not None:
+        if bq is not None and bq[0].shape == (n_out,):
+            bi, bexp = bq
+        else:
+            bi, bexp = _int_and_exp(np.broadcast_to(np.asarray(bias, np.float64), (n_out,)), nm, "bias")
+        if bexp < out_exp:
+            # bias finer than the products: only exact if its ints are multiples of the gap
+            d = out_exp - bexp
+            if np.any(bi % (1 << d)):
+                raise UnsupportedGraphError(nm, "bias is finer than the accumulator grid")
+            bi = bi >> d
+        else:
+            bi = bi << (bexp - out_exp)
+    else:
+        bi = np.zeros(n_out, np.int64)
+    amax = np.maximum(np.abs(x.lo), np.abs(x.hi))
+    worst = np.abs(wi) @ amax + np.abs(bi)
+    if np.any(worst > _F32_EXACT):
+        raise UnsupportedGraphError(
+            nm, f"worst-case accumulator {int(worst.max())} exceeds 2**{FLOAT32_EXACT_BITS}: "
+                f"the graph's float32 arithmetic would not be exact")
+    lo = np.minimum(wi, 0) @ x.hi + np.maximum(wi, 0) @ x.lo + bi
+    hi = np.maximum(wi, 0) @ x.hi + np.minimum(wi, 0) @ x.lo + bi
+    return (_Dyn(np.full(n_out, out_exp, np.int64), lo, hi, False), Dense(nm, wi, bi))
+
+
+def _fold(node, nm: str, vals: list):
+    """Evaluate a node whose inputs are all constants (exact NumPy semantics of the ops used)."""
+    op = node.op_type
+    a = _attrs(node)
+    if any(v is None for v in vals[:1]):
+        raise UnsupportedGraphError(nm, f"constant {op} with a missing input")
+    x = vals[0]
+    if op == "Identity":
+        return x
+    if op == "Clip":
+        lo = vals[1] if len(vals) > 1 and vals[1] is not None else a.get("min")
+        hi = vals[2] if len(vals) > 2 and vals[2] is not None else a.get("max")
+        return np.clip(x, lo if lo is not None else x.min(), hi if hi is not None else x.max()).astype(x.dtype)
+    if op == "DequantizeLinear":
+        s = np.asarray(vals[1], np.float64)
+        zp = vals[2] if len(vals) > 2 and vals[2] is not None else 0
+        _pow2_exponent(s, nm, "DequantizeLinear scale")
+        if np.any(np.asarray(zp) != 0):
+            raise UnsupportedGraphError(nm, "DequantizeLinear zero point is not zero")
+        if s.size > 1:
+            ax = a.get("axis", 1)
+            shape = [1] * x.ndim
+            shape[ax] = s.size
+            s = s.reshape(shape)
+        return (x.astype(np.float64) * s)
+    if op == "Transpose":
+        return np.transpose(x, a.get("perm"))
+    raise UnsupportedGraphError(nm, f"op {op} is not supported by the integer engine")
+
+
+def _layers(steps: list) -> list[dict]:
+    """Group steps as ``[input requant] + [dense, relu?, requant?, clip?]*``: the view the gateware reads.
+
+    Returns
+    -------
+    list of dict
+        ``{"kind": "input", "shift": int64 (F,), "lo", "hi"}`` then per dense layer
+        ``{"kind": "dense", "weight", "bias", "relu": bool, "shift": int64 (out,) or None,
+        "lo", "hi"}`` (lo/hi of the output requantization, after any Clip).
+    """
+    out: list[dict] = []
+    for st in steps:
+        if isinstance(st, Dense):
+            out.append({"kind": "dense", "weight": st.weight, "bias": st.bias, "relu": False,
+                        "shift": None, "lo": None, "hi": None})
+        elif not out:
+            if not isinstance(st, Requant):
+                return []          # not an MLP with an input quantizer: no layer view
+            out.append({"kind": "input", "shift": st.shift, "lo": st.lo, "hi": st.hi})
+        elif isinstance(st, Relu):
+            out[-1]["relu"] = True
+        elif isinstance(st, Requant):
+            out[-1]["shift"], out[-1]["lo"], out[-1]["hi"] = st.shift, st.lo, st.hi
+        elif isinstance(st, Clip):
+            lo = st.lo if out[-1]["lo"] is None else max(st.lo, out[-1]["lo"])
+            hi = st.hi if out[-1]["hi"] is None else min(st.hi, out[-1]["hi"])
+            out[-1]["lo"], out[-1]["hi"] = lo, hi
+    return out
