@@ -40,21 +40,42 @@ def run(
     lenient: bool = typer.Option(False, help="count and skip malformed input instead of "
                                  "stopping at the first error"),
     depth: int = typer.Option(8, help="book levels per side in the records"),
+    model: Optional[Path] = typer.Option(None, help="ONNX QCDQ model (default: the committed "
+                                         "models/default.onnx)"),
+    threshold: float = typer.Option(1.0, help="decision threshold: margin of the up (down) "
+                                    "logit over the other classes to buy (sell)"),
+    kill_switch: bool = typer.Option(False, "--kill-switch", help="start with the risk gate's "
+                                     "kill switch on (every intent is blocked)"),
 ) -> None:
-    """Replay a trading day through the pipeline and summarize it."""
+    """Replay a trading day through the pipeline: book, features, int8 MLP, risk gate, OUCH."""
     if backend != "cpu":
         _fail(ValueError(f"backend {backend!r} is not available in this build (choose cpu)"))
     from hftaccel.backends import cpu
     from hftaccel.feeds.itch import ItchError
 
-    with _progress() as bar:
-        task = bar.add_task("replay", total=None)
+    risk_config = None
+    if kill_switch:
+        import dataclasses
 
-        def tick(done, total):
-            bar.update(task, completed=done, total=total)
+        from hftaccel.golden import mlp
+        from hftaccel.spec.risk import RiskConfig
+
+        exp = int(mlp.load(model or cpu.default_model()).output_exp.max())
+        thr = int(round(threshold * 2.0 ** -exp))
+        risk_config = dataclasses.replace(
+            RiskConfig(buy_threshold=thr, sell_threshold=thr,
+                       max_gross_notional=cpu.DEFAULT_SESSION_NOTIONAL), kill_switch=1)
+    with _progress() as bar:
+        tasks = {}
+
+        def tick(stage, done, total):
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
 
         try:
-            result = cpu.run(input, lenient=lenient, depth=depth, progress=tick)
+            result = cpu.run(input, lenient=lenient, depth=depth, model=model,
+                             risk_config=risk_config, threshold_logit=threshold, progress=tick)
         except (ItchError, ValueError, FileNotFoundError) as exc:
             _fail(exc)
     summary = result.summary
@@ -64,7 +85,10 @@ def run(
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         pq.write_table(cpu.records_table(result.records), out / "book.parquet")
-        summary_paths = f"{out / 'summary.json'}, {out / 'book.parquet'}"
+        pq.write_table(cpu.scoring_table(result), out / "signals.parquet")
+        (out / "orders.ouch").write_bytes(result.extra["scoring"].ouch)
+        summary_paths = ", ".join(str(out / n) for n in ("summary.json", "book.parquet",
+                                                         "signals.parquet", "orders.ouch"))
     if json_out:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     else:
@@ -98,7 +122,21 @@ def _print_summary(s: dict) -> None:
     t.add_row("bad references", ", ".join(f"{k} {v}" for k, v in bad.items() if v) or "none")
     if s.get("synthesized"):
         t.add_row("LOBSTER: synthesized", f"{s['synthesized'].get('total', 0):,} messages")
-    t.add_row("throughput", f"{s['throughput_msgs_per_s']:,.0f} messages/s")
+    t.add_row("throughput", f"{s['throughput_msgs_per_s']:,.0f} messages/s (all stages)")
+    sig = s["signals"]
+    t.add_row("signals", f"{sig['total']:,} (buy {sig['buy']:,}, sell {sig['sell']:,})")
+    t.add_row("OUCH 5.0 orders", f"{s['orders']:,}")
+    rej = {k: v for k, v in s["risk_rejects"].items() if v}
+    t.add_row("risk rejects", ", ".join(f"{k} {v:,}" for k, v in rej.items()) or "none")
+    t.add_row("model", f"{Path(s['model']['path']).name} (card sha256 "
+              f"{(s['model']['card_sha256'] or 'none')[:12]})")
+    ev = s["evaluation"]
+    for label, e in (("signals", ev), ("orders", ev["orders"])):
+        t.add_row(f"mark-to-market, {label}",
+                  f"{e['signals']:,} over {ev['basis']}, h={ev['horizon']}: "
+                  f"gross {e['gross_ticks_per_share']:+.2f} ticks/share, net of spread "
+                  f"{e['net_ticks_per_share']:+.2f} (hit {e['net_hit_rate']:.0%}), "
+                  f"net P&L ${e['net_pnl_usd']:,.0f}")
     check = s.get("book_check")
     if check is None:
         t.add_row("book check", "no LOBSTER orderbook beside the input")
@@ -107,6 +145,45 @@ def _print_summary(s: dict) -> None:
         t.add_row("book check vs LOBSTER",
                   f"{check['rows']:,} rows, {check['mismatches']:,} mismatches {ok}")
     out.print(t)
+
+
+@app.command()
+def train(
+    out: Path = typer.Option(Path("models/default"), help="output path prefix: writes "
+                             "<out>.onnx (QCDQ), <out>.qonnx.onnx and <out>.json (model card)"),
+    seed: int = typer.Option(0),
+    horizon: int = typer.Option(20, help="label horizon, book updates"),
+    alpha: float = typer.Option(5e-5, help="label threshold on the relative mid change"),
+    hidden: str = typer.Option("32,16", help="hidden layer widths"),
+    bits: int = typer.Option(8, help="weight and activation bit width (4..8)"),
+    qat_epochs: Optional[int] = typer.Option(None, help="QAT epochs (default: the library's)"),
+) -> None:
+    """Quantization-aware training on the AMZN day (torch + brevitas) -> ONNX QCDQ/QONNX + card."""
+    import dataclasses
+
+    from hftaccel.model import dataset, labels
+    from hftaccel.model import train as mtrain
+
+    cfg = mtrain.TrainConfig(label=labels.LabelConfig(horizon=horizon, alpha=alpha, method="mean"),
+                             seed=seed, hidden=tuple(int(h) for h in hidden.split(",")),
+                             weight_bits=bits, act_bits=bits)
+    if qat_epochs is not None:
+        cfg = dataclasses.replace(cfg, qat_epochs=qat_epochs)
+    with console.status("replaying the AMZN day: book and features"):
+        feats, mids, info = dataset.amzn_day()
+    with console.status(f"training (QAT int{bits}, float MLP, logistic regression)"):
+        res = mtrain.train(feats, mids, cfg, out=str(out), data=info)
+    t = Table(title=f"hftaccel train: {out}.onnx")
+    t.add_column("split")
+    t.add_column("model")
+    for col in ("macro-F1", "accuracy", "MCC"):
+        t.add_column(col, justify="right")
+    for split, per in res.metrics.items():
+        for name, m in per.items():
+            t.add_row(split, name, f"{m['macro_f1']:.4f}", f"{m['accuracy']:.4f}",
+                      f"{m['mcc']:.4f}")
+    Console().print(t)
+    console.print(f"wrote {', '.join(str(p) for p in res.paths.values())}")
 
 
 @app.command()

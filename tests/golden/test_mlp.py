@@ -274,3 +274,19 @@ def test_default_model_equals_onnxruntime_on_test_split():
     m = T.classification_metrics(y[ok], eng.predict(x[ok]))
     assert m["macro_f1"] == pytest.approx(card["metrics"]["test"]["qat"]["macro_f1"], abs=1e-12)
     assert m["confusion"] == card["metrics"]["test"]["qat"]["confusion"]
+
+
+def test_compiled_kernels_equal_numpy_reference():
+    """IntegerMLP.run uses compiled kernels; they must equal rne_shift / float32_grid exactly."""
+    from hftaccel.golden.mlp import _float32_grid_nb, _requant_nb
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(-(1 << 40), 1 << 40, size=(2000, 8))
+    x[:, 0] = rng.integers(-100, 100, size=2000)
+    x[:4, 1] = [(1 << 24) + 1, -(1 << 25) - 1, (1 << 24) + 3, -(1 << 24) - 2]  # ties at 24 bits
+    x[:, 2] = rng.integers(-8, 8, size=2000) * 2 + 1  # odd values: ties after a 1-bit shift
+    assert np.array_equal(_float32_grid_nb(x), gm.float32_grid(x))
+    shift = np.array([0, 1, 2, 3, -2, 10, 30, 5])
+    lo, hi = -(1 << 20), (1 << 20) - 1
+    assert np.array_equal(_requant_nb(x, shift, lo, hi),
+                          np.clip(gm.rne_shift(x, shift), lo, hi))

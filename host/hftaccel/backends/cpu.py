@@ -1,4 +1,7 @@
-"""CPU backend: the golden pipeline on the host (decode -> book -> ...), the reference replay.
+"""CPU backend: the golden pipeline on the host, the reference replay.
+
+decode (ITCH / MoldUDP64 / LOBSTER) -> order book -> features -> int8 MLP -> decision and risk
+gate -> OUCH 5.0 Enter Orders.
 
 This is what ``hftaccel run --backend cpu`` executes. Every stage is a library call over NumPy
 record arrays (Numba inside); this module only sequences them, times them and builds the
@@ -7,8 +10,11 @@ summary that the CLI prints and writes as JSON.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +25,8 @@ from hftaccel.spec import BOOK_DEPTH, book_record_dtype
 
 from .check import BookCheck, check_level1
 
-__all__ = ["RunResult", "run", "lobster_mapping", "records_table"]
+__all__ = ["RunResult", "Scoring", "run", "score", "default_model", "symbol_table",
+           "lobster_mapping", "records_table"]
 
 
 @dataclass
@@ -58,7 +65,7 @@ def lobster_mapping(feed) -> tuple | None:
         conv = lobster.to_itch(lobster.load_messages(feed.lobster.message_path), orderbook,
                                stock=feed.lobster.message_path.name.split("_")[0])
         ours = itch.order_events(conv.messages)
-        theirs = itch.order_events(feed.messages)
+        theirs = feed.events
         fields = [n for n in ours.dtype.names if n not in ("seq", "_pad")]
         if ours.shape != theirs.shape or any(
                 not np.array_equal(ours[n], theirs[n]) for n in fields) or not np.array_equal(
@@ -68,9 +75,99 @@ def lobster_mapping(feed) -> tuple | None:
     return conv.main_seq + np.uint64(feed.seq_base), orderbook, locate
 
 
+#: Committed-notional budget of a replayed session used by ``run`` when no risk config is given:
+#: USD 100M in 1/10,000 USD (the gate's notional counts every approved order of the session).
+DEFAULT_SESSION_NOTIONAL = 100_000_000 * 10_000
+
+
+def default_model() -> Path:
+    """Path of the committed default model (``models/default.onnx``, package data)."""
+    return Path(str(resources.files("hftaccel.models") / "default.onnx"))
+
+
+@dataclass
+class Scoring:
+    """Per-update outputs of the scoring half of the pipeline, aligned with the book records.
+
+    Attributes
+    ----------
+    features : np.ndarray, int32, shape (n, N_FEATURES)
+    logits : np.ndarray, int32, shape (n, 3)
+        Integer logits (down, flat, up) of the int8 MLP; float value = logit * 2**output_exp.
+    decisions : np.ndarray of DECISION_DTYPE, shape (n,)
+        Intent, verdict and rejection reason of every update.
+    orders : np.ndarray of ENTER_ORDER_DTYPE, shape (k,)
+        OUCH 5.0 Enter Orders of the approved decisions.
+    ouch : bytes
+        The orders as OUCH 5.0 Enter Order messages inside SoupBinTCP Unsequenced Data
+        packets, as they would leave on the order entry session.
+    """
+
+    features: np.ndarray
+    logits: np.ndarray
+    decisions: np.ndarray
+    orders: np.ndarray
+    ouch: bytes
+    risk_state: object = None
+
+
+def score(records: np.ndarray, model, risk_config, symbols) -> Scoring:
+    """Features, integer MLP, decision + risk gate and OUCH orders for every book record.
+
+    Parameters
+    ----------
+    records : np.ndarray of BOOK_RECORD_DTYPE, shape (n,)
+    model : hftaccel.golden.mlp.IntegerMLP
+    risk_config : hftaccel.spec.risk.RiskConfig
+    symbols : np.ndarray of S8, shape (65536,)
+        Stock locate -> symbol (from the Stock Directory messages).
+
+    Returns
+    -------
+    Scoring
+    """
+    from hftaccel.golden import features as gfeatures
+    from hftaccel.golden import ouch, risk
+    from hftaccel.spec.risk import SCORED_UPDATE_DTYPE
+
+    feats = gfeatures.FeatureEngine().update(records)
+    logits = model.run(feats)
+    if logits.size and (logits.min() < -(1 << 31) or logits.max() >= (1 << 31)):
+        raise ValueError("MLP logits do not fit int32")
+    updates = np.zeros(records.shape[0], SCORED_UPDATE_DTYPE)
+    for name in ("timestamp", "seq", "stock_locate"):
+        updates[name] = records[name]
+    updates["best_bid"] = records["bid_price"][:, 0]
+    updates["best_ask"] = records["ask_price"][:, 0]
+    updates["scores"] = logits
+    decisions, state = risk.run(updates, risk_config)
+    orders = ouch.orders_from_decisions(decisions, symbols)
+    framed = ouch.frame_enter_orders(orders) if orders.shape[0] else np.zeros(0, np.uint8)
+    return Scoring(feats, logits.astype(np.int32), decisions, orders,
+                   np.asarray(framed).tobytes(), state)
+
+
+@functools.lru_cache(maxsize=1)
+def _placeholder_symbols() -> np.ndarray:
+    return np.char.add(b"L", np.char.zfill(np.arange(1 << 16).astype("S5"), 5)).astype("S8")
+
+
+def symbol_table(messages: dict) -> np.ndarray:
+    """Stock locate -> 8-byte symbol from Stock Directory (R) messages; symbols the feed never
+    named are ``L<locate>`` (5 digits) so an order can still be written."""
+    table = _placeholder_symbols().copy()
+    r = messages.get("R")
+    if r is not None and len(r):
+        table[r["stock_locate"]] = r["stock"]
+    return table
+
+
 def run(path=None, *, lenient: bool = False, depth: int = BOOK_DEPTH,
+        model=None, risk_config=None, threshold_logit: float = 1.0,
         chunk_events: int = 200_000, progress=None) -> RunResult:
     """Replay ``path`` (or the embedded sample) through the CPU golden pipeline.
+
+    decode -> order book -> fixed-point features -> int8 MLP -> decision + risk gate -> OUCH.
 
     Parameters
     ----------
@@ -80,11 +177,20 @@ def run(path=None, *, lenient: bool = False, depth: int = BOOK_DEPTH,
     lenient : bool
         Count and skip malformed input instead of stopping at the first error.
     depth : int
-        Levels per side in the book records.
+        Levels per side in the book records (>= 5, what the features read).
+    model : str or Path, optional
+        ONNX QCDQ model (default: ``models/default.onnx``); its JSON model card beside it gives
+        the label horizon and the test split used for the evaluation.
+    risk_config : hftaccel.spec.risk.RiskConfig, optional
+        Decision thresholds and limits; by default the library defaults with buy/sell
+        thresholds of ``threshold_logit``.
+    threshold_logit : float
+        Default decision threshold in logits (margin of the up/down logit over the others),
+        converted to the model's integer logit scale.
     chunk_events : int
         Events handed to the book per call (progress granularity).
     progress : callable, optional
-        ``progress(done_events, total_events)`` after every chunk.
+        ``progress(stage, done, total)`` while replaying.
 
     Returns
     -------
@@ -92,21 +198,40 @@ def run(path=None, *, lenient: bool = False, depth: int = BOOK_DEPTH,
         ``summary`` keys: ``input``, ``kind``, ``backend``, ``messages``, ``messages_by_type``,
         ``book_updates``, ``bad_references`` (by kind), ``first_bad_references``, ``gaps``
         (list of {session, first_missing, count}), ``duplicates``, ``packets``, ``skipped`` (by
-        reason), ``throughput_msgs_per_s`` (messages / (decode + book) wall seconds),
-        ``stage_seconds``, ``book_check`` (``{rows, mismatches, first_mismatch}`` or None when
-        no LOBSTER orderbook describes the input), ``synthesized`` (LOBSTER input).
+        reason), ``throughput_msgs_per_s`` (messages / wall seconds of all stages, compile time
+        excluded), ``stage_seconds``, ``book_check`` (``{rows, mismatches, first_mismatch}`` or
+        None when no LOBSTER orderbook describes the input), ``synthesized`` (LOBSTER input),
+        ``signals`` ({buy, sell, total}), ``orders``, ``risk_rejects`` (by reason), ``model``
+        ({path, card, card_sha256, onnx_sha256}), ``evaluation`` (mark-to-market of the
+        signals on the test part of the day, see :func:`hftaccel.model.evaluate.mark_to_market`).
 
     Raises
     ------
     hftaccel.feeds.itch.ItchError, ValueError, FileNotFoundError
         Malformed input in strict mode, or a missing file.
+    hftaccel.golden.mlp.UnsupportedGraphError
+        The model has an op or scale the integer engine cannot run exactly.
     """
-    path = Path(path) if path is not None else source.embedded_sample()
-    Book(depth=depth).apply(np.zeros(0, dtype=itch.spec.ORDER_EVENT_DTYPE))  # JIT outside timing
+    from hftaccel.golden import mlp
+    from hftaccel.model.evaluate import mark_to_market
+    from hftaccel.model.export import read_card, sha256
+    from hftaccel.spec.risk import INTENT_BUY, INTENT_SELL, INTENTS, REJECT_REASONS, RiskConfig
 
+    path = Path(path) if path is not None else source.embedded_sample()
+    model_path = Path(model) if model is not None else default_model()
+    engine = mlp.load(model_path)
+    card_path = model_path.with_suffix(".json")
+    card = read_card(card_path) if card_path.is_file() else None
+    if risk_config is None:
+        thr = int(round(threshold_logit * 2.0 ** -int(engine.output_exp.max())))
+        risk_config = RiskConfig(buy_threshold=thr, sell_threshold=thr,
+                                 max_gross_notional=DEFAULT_SESSION_NOTIONAL)
+    _warm_up(engine, risk_config)
+
+    tick = progress or (lambda stage, done, total: None)
     t0 = time.perf_counter()
     feed = source.open_feed(path, lenient=lenient)
-    events = itch.order_events(feed.messages)
+    events = feed.events
     t1 = time.perf_counter()
 
     book = Book(depth=depth)
@@ -114,10 +239,12 @@ def run(path=None, *, lenient: bool = False, depth: int = BOOK_DEPTH,
     total = events.shape[0]
     for start in range(0, max(total, 1), chunk_events):
         parts.append(book.apply(events[start:start + chunk_events]))
-        if progress is not None:
-            progress(min(start + chunk_events, total), total)
+        tick("book", min(start + chunk_events, total), total)
     records = np.concatenate(parts) if parts else np.zeros(0, book_record_dtype(depth))
     t2 = time.perf_counter()
+    scoring = score(records, engine, risk_config, symbol_table(feed.messages))
+    tick("score", records.shape[0], records.shape[0])
+    t3 = time.perf_counter()
 
     check = None
     mapping = lobster_mapping(feed)
@@ -128,14 +255,41 @@ def run(path=None, *, lenient: bool = False, depth: int = BOOK_DEPTH,
         check = BookCheck(0, 0, {"error": "input is not the ITCH conversion of the LOBSTER "
                                           f"files beside it ({feed.lobster.message_path.name})"})
 
-    n_msgs = itch.n_messages(feed.messages)
-    elapsed = t2 - t0
+    # Mark-to-market on the test part of the day: with LOBSTER rows mapped, exactly the model's
+    # test split (rows from the card's first test event on, synthesized fillers left out);
+    # otherwise the same fraction of the day's book updates.
+    intent = scoring.decisions["intent"]
+    side = np.where(intent == INTENT_BUY, 1, np.where(intent == INTENT_SELL, -1, 0))
+    horizon = int(card["labels"]["horizon"]) if card else 20
+    test = card["splits"]["test"] if card else None
+    if mapping is not None:
+        rows = np.isin(records["seq"], main_seq)
+        eval_records, eval_side = records[rows], side[rows]
+        first = int(test["first_event"]) if test else int(0.8 * main_seq.shape[0])
+        start = int(np.searchsorted(eval_records["seq"], main_seq[min(first, len(main_seq) - 1)]))
+        basis = "model test split (LOBSTER rows)"
+    else:
+        eval_records, eval_side = records, side
+        frac = (test["first_event"] / (test["last_event"] + 1)) if test else 0.8
+        start = int(frac * records.shape[0])
+        basis = f"last {1 - frac:.0%} of book updates"
+    evaluation = mark_to_market(eval_records, eval_side, horizon=horizon, start=start,
+                                shares=risk_config.lot_size, tick_size=risk_config.tick_size)
+    evaluation["basis"] = basis
+    approved = scoring.decisions["verdict"] == 1
+    evaluation["orders"] = mark_to_market(
+        eval_records, np.where(approved[rows] if mapping is not None else approved, eval_side, 0),
+        horizon=horizon, start=start, shares=risk_config.lot_size,
+        tick_size=risk_config.tick_size)
+
+    n_msgs = sum(feed.type_counts.values())
+    elapsed = t3 - t0
     summary = {
         "input": str(path),
         "kind": feed.kind,
         "backend": "cpu",
         "messages": n_msgs,
-        "messages_by_type": itch.counts(feed.messages),
+        "messages_by_type": dict(feed.type_counts),
         "book_updates": int(records.shape[0]),
         "live_orders": int(book.live_orders),
         "bad_references": dict(book.bad_references),
@@ -146,18 +300,82 @@ def run(path=None, *, lenient: bool = False, depth: int = BOOK_DEPTH,
         "packets": int(feed.packets),
         "skipped": {k: int(v) for k, v in feed.skipped.items()},
         "throughput_msgs_per_s": float(n_msgs / elapsed) if elapsed > 0 else 0.0,
-        "stage_seconds": {"decode": t1 - t0, "book": t2 - t1},
+        "stage_seconds": {"decode": t1 - t0, "book": t2 - t1, "score": t3 - t2},
         "book_check": check.as_dict() if check is not None else None,
+        "signals": {"buy": int((intent == INTENT_BUY).sum()),
+                    "sell": int((intent == INTENT_SELL).sum()),
+                    "total": int((intent != 0).sum())},
+        "orders": int(scoring.orders.shape[0]),
+        "risk_rejects": scoring.risk_state.rejections(),
+        "risk_config": dataclasses.asdict(risk_config),
+        "model": {"path": str(model_path),
+                  "card": str(card_path) if card else None,
+                  "card_sha256": sha256(card_path.read_bytes()) if card else None,
+                  "onnx_sha256": sha256(model_path.read_bytes()),
+                  "output_exp": int(engine.output_exp.max())},
+        "evaluation": evaluation,
     }
+    assert INTENTS[0] == "none" and len(REJECT_REASONS) == len(summary["risk_rejects"])
     if feed.conversion is not None:
         summary["synthesized"] = dict(feed.conversion.synthesized)
-    return RunResult(summary, records, feed)
+    return RunResult(summary, records, feed, {"scoring": scoring})
+
+
+_WARM = set()
+
+
+def _warm_up(engine, risk_config) -> None:
+    """Run every compiled stage once on a tiny stream, so that one-off compile/cache-load time
+    stays out of the measured throughput."""
+    import tempfile
+
+    from hftaccel.feeds import moldudp64
+
+    if "done" in _WARM:
+        return
+    a = itch.empty("A", 2)
+    a["seq"] = [0, 1]
+    a["order_ref"] = [1, 2]
+    a["side"] = [b"B", b"S"]
+    a["shares"] = 100
+    a["price"] = [1_000_000, 1_000_100]
+    a["stock_locate"] = 1
+    d = itch.empty("D", 1)
+    d["seq"], d["order_ref"], d["stock_locate"] = 2, 1, 1
+    msgs = {"A": a, "D": d}
+    with tempfile.TemporaryDirectory() as tmp:
+        pcap = Path(tmp) / "warm.pcap"
+        moldudp64.write_pcap(pcap, msgs)
+        moldudp64.read_pcap(pcap, events=True)
+        itch.decode(itch.frame(*itch.encode(msgs)), events=True)
+    records = Book().apply(itch.order_events(msgs))
+    score(records, engine, risk_config, symbol_table({}))
+    _WARM.add("done")
 
 
 def _text(session) -> str:
     if isinstance(session, (bytes, bytearray)):
         return session.decode("ascii", "replace").strip()
     return str(session)
+
+
+def scoring_table(result: RunResult):
+    """Per-update features, logits and decisions of a run as a :class:`pyarrow.Table`
+    (``seq``, ``stock_locate``, one column per feature, ``logit_down/flat/up``, ``intent``,
+    ``verdict``, ``reason``, ``price``, ``shares``, ``user_ref_num``)."""
+    import pyarrow as pa
+
+    from hftaccel.spec.features import FEATURE_NAMES
+
+    sc = result.extra["scoring"]
+    cols = {"seq": result.records["seq"], "stock_locate": result.records["stock_locate"]}
+    for k, name in enumerate(FEATURE_NAMES):
+        cols[name] = np.ascontiguousarray(sc.features[:, k])
+    for k, name in enumerate(("down", "flat", "up")):
+        cols[f"logit_{name}"] = np.ascontiguousarray(sc.logits[:, k])
+    for name in ("intent", "verdict", "reason", "price", "shares", "user_ref_num"):
+        cols[name] = np.ascontiguousarray(sc.decisions[name])
+    return pa.table({k: pa.array(v) for k, v in cols.items()})
 
 
 def records_table(records: np.ndarray):

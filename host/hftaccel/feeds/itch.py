@@ -52,6 +52,29 @@ for _t, _n in spec.MESSAGE_LENGTH.items():
     _EXPECTED[ord(_t)] = _n
 
 
+# Fused book-event extraction: for each Message Type byte, the offsets of the fields that go into
+# ORDER_EVENT_DTYPE (-1: the message has no such field). Columns: order_ref, new_order_ref,
+# shares, price, side, printable.
+_EV_REF, _EV_NEWREF, _EV_SHARES, _EV_PRICE, _EV_SIDE, _EV_PRINTABLE = range(6)
+_EVENT_FIELD_NAMES = {
+    "A": ("order_ref", None, "shares", "price", "side", None),
+    "F": ("order_ref", None, "shares", "price", "side", None),
+    "E": ("order_ref", None, "executed_shares", None, None, None),
+    "C": ("order_ref", None, "executed_shares", "execution_price", None, "printable"),
+    "X": ("order_ref", None, "cancelled_shares", None, None, None),
+    "D": ("order_ref", None, None, None, None, None),
+    "U": ("original_order_ref", "new_order_ref", "shares", "price", None, None),
+    "P": ("order_ref", None, "shares", "price", "side", None),
+}
+_EVENT_OFFSETS = np.full((256, 6), -1, dtype=np.int64)
+for _t, _names in _EVENT_FIELD_NAMES.items():
+    for _k, _name in enumerate(_names):
+        if _name is not None:
+            _EVENT_OFFSETS[ord(_t), _k] = spec.LAYOUTS[_t].field(_name).offset
+_LOCATE_OFFSET = spec.LAYOUTS["A"].field("stock_locate").offset
+_TIMESTAMP_OFFSET = spec.LAYOUTS["A"].field("timestamp").offset
+
+
 class ItchError(ValueError):
     """Malformed ITCH input. ``source`` names the file, ``offset`` the byte offset."""
 
@@ -75,12 +98,19 @@ class DecodeResult:
         Messages decoded (not counting skipped ones).
     first_error : str or None
         The text of the first problem met in lenient mode (names the byte offset).
+    events : np.ndarray of ORDER_EVENT_DTYPE or None
+        With ``events=True``: the book messages (A F E C X D U P) as order book input, extracted
+        in one compiled pass; ``messages`` then holds only the other types.
+    type_counts : dict[str, int] or None
+        With ``events=True``: messages decoded by type (all types, in spec order).
     """
 
     messages: dict
     skipped: dict = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
     n_messages: int = 0
     first_error: str | None = None
+    events: np.ndarray | None = None
+    type_counts: dict | None = None
 
 
 def empty(mtype: str, n: int = 0) -> np.ndarray:
@@ -143,6 +173,58 @@ def _scan(buf, expected):  # pragma: no cover - compiled
         count += 1
         pos = start + length
     return offsets[:count], lengths[:count], status[:count]
+
+
+@numba.njit(cache=True, inline="always")
+def _be(buf, p, n):  # pragma: no cover - compiled
+    v = np.uint64(0)
+    for k in range(n):
+        v = (v << np.uint64(8)) | np.uint64(buf[p + k])
+    return v
+
+
+@numba.njit(cache=True)
+def _extract_events(buf, offsets, seqs, fields, out):  # pragma: no cover - compiled
+    """Fill ``out`` (ORDER_EVENT_DTYPE viewed as bytes-free records) from the book messages at
+    ``offsets``; returns how many were written."""
+    n = 0
+    for i in range(offsets.shape[0]):
+        p = offsets[i]
+        t = buf[p]
+        f = fields[t]
+        if f[_EV_REF] < 0:
+            continue
+        e = out[n]
+        e.timestamp = _be(buf, p + _TIMESTAMP_OFFSET, 6)
+        e.seq = seqs[i]
+        e.order_ref = _be(buf, p + f[_EV_REF], 8)
+        e.new_order_ref = _be(buf, p + f[_EV_NEWREF], 8) if f[_EV_NEWREF] >= 0 else 0
+        e.shares = _be(buf, p + f[_EV_SHARES], 4) if f[_EV_SHARES] >= 0 else 0
+        e.price = _be(buf, p + f[_EV_PRICE], 4) if f[_EV_PRICE] >= 0 else 0
+        e.stock_locate = _be(buf, p + _LOCATE_OFFSET, 2)
+        e.msg_type = t
+        e.side = buf[p + f[_EV_SIDE]] if f[_EV_SIDE] >= 0 else 0
+        e.printable = (buf[p + f[_EV_PRINTABLE]] == 89) if f[_EV_PRINTABLE] >= 0 else 1
+        n += 1
+    return n
+
+
+# ORDER_EVENT_DTYPE without its void padding (Numba cannot type void fields).
+_EVENT_VIEW = np.dtype({
+    "names": [n for n in spec.ORDER_EVENT_DTYPE.names if not n.startswith("_")],
+    "formats": [spec.ORDER_EVENT_DTYPE.fields[n][0] for n in spec.ORDER_EVENT_DTYPE.names
+                if not n.startswith("_")],
+    "offsets": [spec.ORDER_EVENT_DTYPE.fields[n][1] for n in spec.ORDER_EVENT_DTYPE.names
+                if not n.startswith("_")],
+    "itemsize": spec.ORDER_EVENT_DTYPE.itemsize,
+})
+
+
+def _events_at(buf, offsets, seqs) -> np.ndarray:
+    """ORDER_EVENT records of the book messages (A F E C X D U P) among well-formed ``offsets``."""
+    out = np.zeros(offsets.shape[0], dtype=spec.ORDER_EVENT_DTYPE)
+    n = _extract_events(buf, offsets, seqs, _EVENT_OFFSETS, out.view(_EVENT_VIEW))
+    return out[:n]
 
 
 def _describe(code: int, buf: np.ndarray, off: int, length: int) -> str:
@@ -209,8 +291,8 @@ def _gather(buf, offsets, seqs, src_offsets) -> dict:
     return messages
 
 
-def decode(buf, *, lenient: bool = False, source: str = "<bytes>", seq_base: int = 0
-           ) -> DecodeResult:
+def decode(buf, *, lenient: bool = False, source: str = "<bytes>", seq_base: int = 0,
+           events: bool = False) -> DecodeResult:
     """Decode a length-framed ITCH 5.0 byte stream (2-byte big-endian length per message).
 
     Parameters
@@ -225,6 +307,9 @@ def decode(buf, *, lenient: bool = False, source: str = "<bytes>", seq_base: int
     seq_base : int
         ``seq`` of the first message; message k gets ``seq_base + k`` (skipped ones included,
         so ``seq`` is the position in the file).
+    events : bool
+        Extract the book messages straight into ``DecodeResult.events`` (the fast replay path)
+        instead of decoding them into ``messages``.
 
     Returns
     -------
@@ -244,12 +329,26 @@ def decode(buf, *, lenient: bool = False, source: str = "<bytes>", seq_base: int
     ok, skipped, first_error = _check(data, offsets, lengths, status, seqs, lenient=lenient,
                                       source=source)
     offs = offsets[ok]
-    messages = _gather(data, offs, seqs[ok], offs.astype(np.uint64))
-    return DecodeResult(messages, skipped, int(offs.shape[0]), first_error)
+    return _finish(data, offs, seqs[ok], offs.astype(np.uint64), skipped, first_error, events)
+
+
+def _finish(data, offs, seqs, src_offsets, skipped, first_error, events) -> DecodeResult:
+    if not events:
+        messages = _gather(data, offs, seqs, src_offsets)
+        return DecodeResult(messages, skipped, int(offs.shape[0]), first_error)
+    types = data[offs]
+    tally = np.bincount(types, minlength=256)
+    type_counts = {t: int(tally[ord(t)]) for t in spec.LAYOUTS if tally[ord(t)]}
+    book = _EVENT_OFFSETS[types, _EV_REF] >= 0
+    ev = _events_at(data, offs, seqs)
+    rest = ~book
+    messages = _gather(data, offs[rest], seqs[rest], src_offsets[rest])
+    return DecodeResult(messages, skipped, int(offs.shape[0]), first_error, ev, type_counts)
 
 
 def decode_blocks(payload, offsets, lengths, seqs, *, lenient: bool = False,
-                  source: str = "<blocks>", src_offsets=None) -> DecodeResult:
+                  source: str = "<blocks>", src_offsets=None, events: bool = False
+                  ) -> DecodeResult:
     """Decode unframed ITCH messages lying at given offsets of one buffer.
 
     Used by the MoldUDP64 reader, which has already walked the message blocks of each packet.
@@ -269,6 +368,8 @@ def decode_blocks(payload, offsets, lengths, seqs, *, lenient: bool = False,
     src_offsets : array-like of uint64, shape (n,), optional
         Offsets to record in the decoded ``offset`` field (e.g. the offset in the capture file);
         defaults to ``offsets``.
+    events : bool
+        As in :func:`decode`: book messages go to ``DecodeResult.events``.
 
     Raises
     ------
@@ -293,11 +394,10 @@ def decode_blocks(payload, offsets, lengths, seqs, *, lenient: bool = False,
                                       source=source)
     src = offsets.astype(np.uint64) if src_offsets is None else np.asarray(src_offsets,
                                                                           dtype=np.uint64)
-    messages = _gather(data, offsets[ok], seqs[ok], src[ok])
-    return DecodeResult(messages, skipped, int(ok.sum()), first_error)
+    return _finish(data, offsets[ok], seqs[ok], src[ok], skipped, first_error, events)
 
 
-def read_file(path, *, lenient: bool = False) -> DecodeResult:
+def read_file(path, *, lenient: bool = False, events: bool = False) -> DecodeResult:
     """Read and decode an ITCH 5.0 file (2-byte length framing; gzip detected by its magic).
 
     Raises
@@ -314,7 +414,7 @@ def read_file(path, *, lenient: bool = False) -> DecodeResult:
     opener = gzip.open if head == b"\x1f\x8b" else open
     with opener(path, "rb") as fh:
         data = fh.read()
-    return decode(data, lenient=lenient, source=path)
+    return decode(data, lenient=lenient, source=path, events=events)
 
 
 def _order(messages: dict):

@@ -57,7 +57,12 @@ class Feed:
     kind : str
         ``"itch"``, ``"pcap"`` or ``"lobster"``.
     messages : dict[str, np.ndarray]
-        Decoded ITCH messages (see :mod:`hftaccel.feeds.itch`).
+        Decoded ITCH messages (see :mod:`hftaccel.feeds.itch`); without the book messages
+        when those were extracted straight into ``events``.
+    events : np.ndarray of ORDER_EVENT_DTYPE
+        The order book's input: one record per A F E C X D U P message, by sequence number.
+    type_counts : dict[str, int]
+        Messages by type (all types).
     skipped : dict[str, int]
         Malformed messages or frames skipped (lenient mode), by reason.
     gaps : list[tuple]
@@ -79,6 +84,8 @@ class Feed:
     path: Path
     kind: str
     messages: dict
+    events: np.ndarray
+    type_counts: dict
     skipped: dict = field(default_factory=dict)
     gaps: list = field(default_factory=list)
     duplicates: int = 0
@@ -185,30 +192,25 @@ def open_feed(path, *, lenient: bool = False, udp_port: int | None = None) -> Fe
     if kind == "pcap":
         from . import moldudp64
 
-        cap = moldudp64.read_pcap(path, lenient=lenient, udp_port=udp_port)
-        seqs = [a["seq"][0] for a in cap.messages.values() if len(a)]
-        return Feed(path, kind, cap.messages, dict(cap.skipped), list(cap.gaps),
-                    int(cap.duplicates), int(cap.packets),
-                    int(min(seqs)) if seqs else 0, lob)
+        cap = moldudp64.read_pcap(path, lenient=lenient, udp_port=udp_port, events=True)
+        return Feed(path, kind, cap.messages, cap.events, cap.type_counts, dict(cap.skipped),
+                    list(cap.gaps), int(cap.duplicates), int(cap.packets),
+                    int(cap.seq[0]) if cap.seq.shape[0] else 0, lob)
     if kind == "lobster":
         from . import lobster
 
         book = lobster.load_orderbook(lob.orderbook_path) if lob else None
         conv = lobster.to_itch(lobster.load_messages(path), book, stock=_ticker(path))
-        return Feed(path, kind, conv.messages, {}, [], 0, 0, 0, lob, conv)
-    res = itch.read_file(path, lenient=lenient)
-    return Feed(path, kind, res.messages, dict(res.skipped), [], 0, 0, 0, lob)
+        return Feed(path, kind, conv.messages, itch.order_events(conv.messages),
+                    itch.counts(conv.messages), {}, [], 0, 0, 0, lob, conv)
+    res = itch.read_file(path, lenient=lenient, events=True)
+    return Feed(path, kind, res.messages, res.events, res.type_counts, dict(res.skipped), [], 0,
+                0, 0, lob)
 
 
 def _ticker(path: Path) -> str:
     m = re.match(r"^([A-Za-z.]+)_\d{4}-\d{2}-\d{2}", path.name)
     return m.group(1).upper() if m else "LOBSTER"
-
-
-def seq_array(messages: dict) -> np.ndarray:
-    """All sequence numbers of a messages dict, sorted (u8)."""
-    parts = [a["seq"] for a in messages.values() if len(a)]
-    return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
 
 
 def is_sample(path) -> bool:

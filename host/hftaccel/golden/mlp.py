@@ -43,6 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from hftaccel.spec.quant import FLOAT32_EXACT_BITS, INPUT_NAME, OUTPUT_NAME
@@ -121,6 +122,62 @@ def float32_grid(x: np.ndarray) -> np.ndarray:
     n = np.maximum(bl - FLOAT32_EXACT_BITS, 0)
     g = rne_shift(a, n) << n
     return np.where(x < 0, -g, g)
+
+
+@numba.njit(cache=True, inline="always")
+def _rne_shift1(a, n):  # pragma: no cover - compiled
+    """Scalar :func:`rne_shift` (int64 ``a``, int64 ``n``)."""
+    if n <= 0:
+        return a << -n
+    q = a >> n
+    r = a - (q << n)
+    h = np.int64(1) << (n - 1)
+    if r > h or (r == h and (q & 1) == 1):
+        q += 1
+    return q
+
+
+@numba.njit(cache=True)
+def _float32_grid_nb(x):  # pragma: no cover - compiled
+    out = np.empty(x.shape, np.int64)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            v = np.int64(x[i, j])
+            a = -v if v < 0 else v
+            bl = 0
+            t = a
+            while t > 0:
+                bl += 1
+                t >>= 1
+            n = bl - FLOAT32_EXACT_BITS
+            if n > 0:
+                a = _rne_shift1(a, np.int64(n)) << n
+            out[i, j] = -a if v < 0 else a
+    return out
+
+
+@numba.njit(cache=True)
+def _requant_nb(x, shift, lo, hi):  # pragma: no cover - compiled
+    out = np.empty(x.shape, np.int64)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            v = _rne_shift1(x[i, j], shift[j])
+            out[i, j] = lo if v < lo else (hi if v > hi else v)
+    return out
+
+
+@numba.njit(cache=True)
+def _dense_nb(x, w, b):  # pragma: no cover - compiled
+    n, k = x.shape
+    m = w.shape[0]
+    out = np.empty((n, m), np.int64)
+    for i in range(n):
+        for o in range(m):
+            acc = b[o]
+            for j in range(k):
+                acc += x[i, j] * w[o, j]
+            out[i, o] = acc
+    return out
 
 
 @dataclass(frozen=True)
@@ -209,12 +266,17 @@ class IntegerMLP:
         x = x.astype(np.int64)
         if x.size and (x.min() < -(1 << 31) or x.max() >= (1 << 31)):
             raise ValueError(f"{self.source}: feature values must fit int32")
-        x = float32_grid(x)
+        # Compiled kernels with the semantics of float32_grid / rne_shift / matmul (the NumPy
+        # functions above are their reference; tests hold the two equal).
+        x = _float32_grid_nb(x)
         for st in self.steps:
             if isinstance(st, Requant):
-                x = np.clip(rne_shift(x, st.shift), st.lo, st.hi)
+                shift = np.ascontiguousarray(np.broadcast_to(
+                    np.asarray(st.shift, np.int64), (x.shape[1],)))
+                x = _requant_nb(x, shift, np.int64(st.lo), np.int64(st.hi))
             elif isinstance(st, Dense):
-                x = x @ st.weight.T + st.bias
+                x = _dense_nb(x, np.ascontiguousarray(st.weight, dtype=np.int64),
+                              np.ascontiguousarray(st.bias, dtype=np.int64))
             elif isinstance(st, Relu):
                 x = np.maximum(x, 0)
             else:

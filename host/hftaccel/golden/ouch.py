@@ -399,6 +399,8 @@ def empty_enter_orders(n: int) -> np.ndarray:
 
 def _pad(values: np.ndarray, size: int) -> np.ndarray:
     """Right-pad NumPy S fields with spaces (NumPy strips trailing NULs, not spaces)."""
+    if values.size == 0:  # np.char.ljust reduces over its input and fails on empty arrays
+        return values.astype(f"S{size}")
     return np.char.ljust(values.astype(f"S{size}"), size, b" ")
 
 
@@ -528,6 +530,8 @@ def orders_from_decisions(decisions: np.ndarray, symbols, *, time_in_force: str 
         raise TypeError("orders_from_decisions() needs spec.risk.DECISION_DTYPE records")
     ok = decisions[decisions["verdict"] == VERDICT_APPROVED]
     out = empty_enter_orders(ok.shape[0])
+    if ok.shape[0] == 0:
+        return out
     out["user_ref_num"] = ok["user_ref_num"]
     out["quantity"] = ok["shares"]
     out["price"] = ok["price"]

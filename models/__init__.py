@@ -1,0 +1,1 @@
+"""hftaccel.models: trained, quantized models (ONNX QCDQ + QONNX) with their model cards."""
