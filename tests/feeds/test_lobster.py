@@ -357,7 +357,6 @@ def test_amzn_stream_structure(amzn):
     assert (adds["stock"] == b"AMZN    ").all()
 
 
-@pytest.mark.skipif(not SAMPLE_PCAP.is_file(), reason="embedded sample not built")
 def test_embedded_sample_is_this_conversion(amzn):
     """The shipped capture carries exactly what to_itch produces today (seq + first_seq), so
     the demo may recompute main_seq from the vendored CSVs instead of storing it."""

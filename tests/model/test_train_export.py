@@ -178,7 +178,6 @@ def test_config_validation():
         T.train(np.zeros((10, 2), np.float32), np.zeros(10))
 
 
-@pytest.mark.skipif(not DEFAULT_CARD.exists(), reason="models/default.json not trained yet")
 def test_default_model_card():
     card = ex.read_card(DEFAULT_CARD)
     test = card["metrics"]["test"]

@@ -137,46 +137,68 @@ def _rne_shift1(a, n):  # pragma: no cover - compiled
     return q
 
 
-@numba.njit(cache=True)
-def _float32_grid_nb(x):  # pragma: no cover - compiled
-    out = np.empty(x.shape, np.int64)
-    for i in range(x.shape[0]):
-        for j in range(x.shape[1]):
-            v = np.int64(x[i, j])
-            a = -v if v < 0 else v
-            bl = 0
-            t = a
-            while t > 0:
-                bl += 1
-                t >>= 1
-            n = bl - FLOAT32_EXACT_BITS
-            if n > 0:
-                a = _rne_shift1(a, np.int64(n)) << n
-            out[i, j] = -a if v < 0 else a
-    return out
+_OP_REQUANT, _OP_DENSE, _OP_RELU, _OP_CLIP = 0, 1, 2, 3
 
 
 @numba.njit(cache=True)
-def _requant_nb(x, shift, lo, hi):  # pragma: no cover - compiled
-    out = np.empty(x.shape, np.int64)
-    for i in range(x.shape[0]):
-        for j in range(x.shape[1]):
-            v = _rne_shift1(x[i, j], shift[j])
-            out[i, j] = lo if v < lo else (hi if v > hi else v)
-    return out
-
-
-@numba.njit(cache=True)
-def _dense_nb(x, w, b):  # pragma: no cover - compiled
-    n, k = x.shape
-    m = w.shape[0]
-    out = np.empty((n, m), np.int64)
+def _run_program(x, ops, shifts, weights, biases, widest):  # pragma: no cover - compiled
+    """Integer MLP, one sample at a time: float32 grid of the input, then ``ops`` rows
+    ``(op, a, b, c)``: requant (shift offset, lo, hi), dense (weight offset, bias offset,
+    outputs), relu, clip (-, lo, hi). Accumulation in int64 (exact)."""
+    n, n_in = x.shape
+    width_out = n_in
+    for k in range(ops.shape[0]):
+        if ops[k, 0] == _OP_DENSE:
+            width_out = ops[k, 3]
+    out = np.empty((n, width_out), np.int64)
+    a = np.empty(widest, np.int64)
+    t = np.empty(widest, np.int64)
+    exact = np.int64(1) << FLOAT32_EXACT_BITS
     for i in range(n):
-        for o in range(m):
-            acc = b[o]
-            for j in range(k):
-                acc += x[i, j] * w[o, j]
-            out[i, o] = acc
+        w = n_in
+        for j in range(w):
+            v = np.int64(x[i, j])
+            m = -v if v < 0 else v
+            if m >= exact:  # float32 keeps 24 significant bits: round the rest off (RNE)
+                bl = 0
+                u = m
+                while u > 0:
+                    bl += 1
+                    u >>= 1
+                e = np.int64(bl - FLOAT32_EXACT_BITS)
+                m = _rne_shift1(m, e) << e
+            a[j] = -m if v < 0 else m
+        for k in range(ops.shape[0]):
+            op = ops[k, 0]
+            if op == _OP_REQUANT:
+                so, lo, hi = ops[k, 1], ops[k, 2], ops[k, 3]
+                sl = shifts[so:so + w]  # local slices let LLVM keep the loops tight
+                for j in range(w):
+                    v = _rne_shift1(a[j], sl[j])
+                    a[j] = lo if v < lo else (hi if v > hi else v)
+            elif op == _OP_DENSE:
+                wo, bo, m_out = ops[k, 1], ops[k, 2], ops[k, 3]
+                wl = weights[wo:wo + m_out * w]
+                bl = biases[bo:bo + m_out]
+                for o in range(m_out):
+                    acc = bl[o]
+                    base = o * w
+                    for j in range(w):
+                        acc += a[j] * wl[base + j]
+                    t[o] = acc
+                for o in range(m_out):
+                    a[o] = t[o]
+                w = m_out
+            elif op == _OP_RELU:
+                for j in range(w):
+                    if a[j] < 0:
+                        a[j] = 0
+            else:
+                lo, hi = ops[k, 2], ops[k, 3]
+                for j in range(w):
+                    a[j] = lo if a[j] < lo else (hi if a[j] > hi else a[j])
+        for j in range(w):
+            out[i, j] = a[j]
     return out
 
 
@@ -238,6 +260,7 @@ class IntegerMLP:
     output_name: str = OUTPUT_NAME
     source: str = "<model>"
     layers: list = field(default_factory=list)
+    _compiled: tuple | None = field(default=None, repr=False, compare=False)
 
     def run(self, features: np.ndarray) -> np.ndarray:
         """Integer logits of int32 feature vectors.
@@ -266,22 +289,46 @@ class IntegerMLP:
         x = x.astype(np.int64)
         if x.size and (x.min() < -(1 << 31) or x.max() >= (1 << 31)):
             raise ValueError(f"{self.source}: feature values must fit int32")
-        # Compiled kernels with the semantics of float32_grid / rne_shift / matmul (the NumPy
-        # functions above are their reference; tests hold the two equal).
-        x = _float32_grid_nb(x)
+        # One compiled pass per sample over the integer program (the NumPy functions above are
+        # its reference semantics; tests hold the two equal).
+        ops, shifts, weights, biases, width = self._program()
+        return _run_program(x, ops, shifts, weights, biases, width)
+
+    def _program(self):
+        """The steps flattened for :func:`_run_program` (built once, cached)."""
+        if self._compiled is not None:
+            return self._compiled
+        ops, shifts, weights, biases = [], [], [], []
+        n_shift = n_w = n_b = 0
+        width = self.n_inputs
+        widest = width
         for st in self.steps:
             if isinstance(st, Requant):
-                shift = np.ascontiguousarray(np.broadcast_to(
-                    np.asarray(st.shift, np.int64), (x.shape[1],)))
-                x = _requant_nb(x, shift, np.int64(st.lo), np.int64(st.hi))
+                sh = np.broadcast_to(np.asarray(st.shift, np.int64), (width,))
+                ops.append((_OP_REQUANT, n_shift, int(st.lo), int(st.hi)))
+                shifts.append(sh)
+                n_shift += width
             elif isinstance(st, Dense):
-                x = _dense_nb(x, np.ascontiguousarray(st.weight, dtype=np.int64),
-                              np.ascontiguousarray(st.bias, dtype=np.int64))
+                w = np.asarray(st.weight, np.int64)
+                if w.shape[1] != width:
+                    raise ValueError(f"{self.source}: node {st.node!r} expects {w.shape[1]} "
+                                     f"inputs, gets {width}")
+                ops.append((_OP_DENSE, n_w, n_b, w.shape[0]))
+                weights.append(w.reshape(-1))
+                biases.append(np.asarray(st.bias, np.int64).reshape(-1))
+                n_w += w.size
+                n_b += w.shape[0]
+                width = w.shape[0]
+                widest = max(widest, width)
             elif isinstance(st, Relu):
-                x = np.maximum(x, 0)
+                ops.append((_OP_RELU, 0, 0, 0))
             else:
-                x = np.clip(x, st.lo, st.hi)
-        return x
+                ops.append((_OP_CLIP, 0, int(st.lo), int(st.hi)))
+        cat = lambda parts: np.ascontiguousarray(  # noqa: E731
+            np.concatenate(parts) if parts else np.zeros(0, np.int64), dtype=np.int64)
+        self._compiled = (np.asarray(ops, np.int64).reshape(-1, 4), cat(shifts), cat(weights),
+                          cat(biases), widest)
+        return self._compiled
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Arg-max class of every sample, int64 (n,) (ties: lowest index, as numpy.argmax)."""
