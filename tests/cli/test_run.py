@@ -1,5 +1,6 @@
 """`hftaccel run`: the main job on the embedded sample and on every kind of input."""
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -11,12 +12,15 @@ from typer.testing import CliRunner
 
 from hftaccel.cli import app
 from hftaccel.feeds import source
+from hftaccel.golden import ouch
+from hftaccel.spec.risk import REJECT_REASONS
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 runner = CliRunner()
 
 REQUIRED_KEYS = {"messages", "messages_by_type", "book_updates", "bad_references", "gaps",
-                 "duplicates", "throughput_msgs_per_s", "book_check"}
+                 "duplicates", "throughput_msgs_per_s", "book_check",
+                 "signals", "orders", "risk_rejects", "model"}
 
 
 def _run_json(*args):
@@ -56,11 +60,42 @@ def test_lobster_input_directly(tmp_path):
     assert s["synthesized"]["total"] > 0
 
 
+def test_demo_scores_and_orders(sample_summary):
+    s = sample_summary
+    assert s["signals"]["total"] == s["signals"]["buy"] + s["signals"]["sell"] > 0
+    rejected = sum(s["risk_rejects"].values())
+    assert s["orders"] > 0 and s["orders"] + rejected == s["signals"]["total"]
+    assert set(s["risk_rejects"]) == set(REJECT_REASONS)
+    card = Path(s["model"]["card"])
+    assert card.name == "default.json"
+    assert s["model"]["card_sha256"] == hashlib.sha256(card.read_bytes()).hexdigest()
+    assert s["model"]["onnx_sha256"] == hashlib.sha256(
+        Path(s["model"]["path"]).read_bytes()).hexdigest()
+    ev = s["evaluation"]
+    assert ev["basis"].startswith("model test split") and ev["horizon"] == 20
+    assert ev["signals"] > 0 and ev["orders"]["signals"] <= ev["signals"]
+    assert ev["spread_cost_usd"] == pytest.approx(ev["gross_pnl_usd"] - ev["net_pnl_usd"])
+
+
+def test_kill_switch_blocks_every_order():
+    s = _run_json("--kill-switch")
+    assert s["orders"] == 0
+    assert s["risk_rejects"]["kill_switch"] == s["signals"]["total"] > 0
+
+
 def test_out_folder_gets_json_and_parquet(tmp_path, sample_summary):
     res = runner.invoke(app, ["run", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["book_updates"] == sample_summary["book_updates"]
+    # the OUCH 5.0 Enter Orders as they would leave on the SoupBinTCP session
+    orders = ouch.decode_stream("inbound", (tmp_path / "orders.ouch").read_bytes())
+    assert len(orders) == summary["orders"]
+    assert {o["type"] for o in orders} == {"O"} and orders[0]["symbol"].strip() == b"AMZN"
+    assert [o["user_ref_num"] for o in orders] == list(range(1, len(orders) + 1))
+    signals = pq.read_table(tmp_path / "signals.parquet")
+    assert signals.num_rows == summary["book_updates"]
+    assert int((signals.column("verdict").to_numpy() == 1).sum()) == summary["orders"]
     table = pq.read_table(tmp_path / "book.parquet")
     assert table.num_rows == summary["book_updates"]
     assert {"seq", "timestamp", "bid_price_1", "ask_shares_8", "msg_type"} <= set(
