@@ -40,7 +40,7 @@ from hftaccel.feeds import itch, source, synthetic
 from hftaccel.golden import features as gfeatures
 from hftaccel.golden import mlp, risk
 from hftaccel.golden.book import Book
-from hftaccel.spec.risk import SCORED_UPDATE_DTYPE, RiskConfig
+from hftaccel.spec.risk import RiskConfig
 
 
 def _clock():
@@ -77,12 +77,7 @@ def bench_records(chunks, engine, model_path: Path, config: RiskConfig) -> dict:
         c = _clock()
         logits = engine.run(feats)
         _add(tm, "mlp", c)
-        upd = np.zeros(rec.shape[0], SCORED_UPDATE_DTYPE)
-        for name in ("timestamp", "seq", "stock_locate"):
-            upd[name] = rec[name]
-        upd["best_bid"] = rec["bid_price"][:, 0]
-        upd["best_ask"] = rec["ask_price"][:, 0]
-        upd["scores"] = logits
+        upd = cpu.scored_updates(rec, logits)
         c = _clock()
         _, state = risk.run(upd, config, state)
         _add(tm, "risk", c)

@@ -25,7 +25,8 @@ from hftaccel.spec import BOOK_DEPTH, book_record_dtype
 
 from .check import BookCheck, check_level1
 
-__all__ = ["RunResult", "Scoring", "run", "score", "default_model", "symbol_table",
+__all__ = ["RunResult", "Scoring", "run", "score", "scored_updates", "default_model",
+           "symbol_table",
            "lobster_mapping", "records_table"]
 
 
@@ -128,19 +129,12 @@ def score(records: np.ndarray, model, risk_config, symbols) -> Scoring:
     """
     from hftaccel.golden import features as gfeatures
     from hftaccel.golden import ouch, risk
-    from hftaccel.spec.risk import SCORED_UPDATE_DTYPE
 
     feats = gfeatures.FeatureEngine().update(records)
     logits = model.run(feats)
     if logits.size and (logits.min() < -(1 << 31) or logits.max() >= (1 << 31)):
         raise ValueError("MLP logits do not fit int32")
-    updates = np.zeros(records.shape[0], SCORED_UPDATE_DTYPE)
-    for name in ("timestamp", "seq", "stock_locate"):
-        updates[name] = records[name]
-    updates["best_bid"] = records["bid_price"][:, 0]
-    updates["best_ask"] = records["ask_price"][:, 0]
-    updates["scores"] = logits
-    decisions, state = risk.run(updates, risk_config)
+    decisions, state = risk.run(scored_updates(records, logits), risk_config)
     orders = ouch.orders_from_decisions(decisions, symbols)
     framed = ouch.frame_enter_orders(orders) if orders.shape[0] else np.zeros(0, np.uint8)
     return Scoring(feats, logits.astype(np.int32), decisions, orders,
@@ -150,6 +144,29 @@ def score(records: np.ndarray, model, risk_config, symbols) -> Scoring:
 @functools.lru_cache(maxsize=1)
 def _placeholder_symbols() -> np.ndarray:
     return np.char.add(b"L", np.char.zfill(np.arange(1 << 16).astype("S5"), 5)).astype("S8")
+
+
+def scored_updates(records: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """The decision stage's input: best bid/offer of every book record with its MLP logits.
+
+    Parameters
+    ----------
+    records : np.ndarray of BOOK_RECORD_DTYPE, shape (n,)
+    logits : np.ndarray of int, shape (n, 3)
+
+    Returns
+    -------
+    np.ndarray of hftaccel.spec.risk.SCORED_UPDATE_DTYPE, shape (n,)
+    """
+    from hftaccel.spec.risk import SCORED_UPDATE_DTYPE
+
+    updates = np.zeros(records.shape[0], SCORED_UPDATE_DTYPE)
+    for name in ("timestamp", "seq", "stock_locate"):
+        updates[name] = records[name]
+    updates["best_bid"] = records["bid_price"][:, 0]
+    updates["best_ask"] = records["ask_price"][:, 0]
+    updates["scores"] = logits
+    return updates
 
 
 def symbol_table(messages: dict) -> np.ndarray:

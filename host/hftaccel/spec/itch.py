@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .layout import Field
+
 __all__ = [
     "Field",
     "MessageLayout",
@@ -52,29 +54,6 @@ SYSTEM_EVENT_CODES = {
     "E": "end of system hours",
     "C": "end of messages",
 }
-
-
-@dataclass(frozen=True)
-class Field:
-    """One field of an ITCH message.
-
-    Attributes
-    ----------
-    name : str
-        snake_case field name used in decoded arrays.
-    offset : int
-        Byte offset from the start of the message (the Message Type byte is offset 0).
-    size : int
-        Length in bytes.
-    kind : str
-        ``"u"`` unsigned big-endian integer (sizes 1, 2, 4, 6, 8), ``"alpha"`` space-padded
-        ASCII, ``"price4"`` / ``"price8"`` unsigned integer prices with 4 / 8 implied decimals.
-    """
-
-    name: str
-    offset: int
-    size: int
-    kind: str
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .layout import Field
+
 __all__ = [
     "Field", "MessageLayout", "OptionSpec",
     "INBOUND", "OUTBOUND", "DIRECTIONS", "layouts", "layout",
@@ -106,29 +108,6 @@ RESTATED_REASONS = {"R": "refresh of display", "P": "update of displayed price"}
 
 
 # --------------------------------------------------------------------------- layouts
-
-
-@dataclass(frozen=True)
-class Field:
-    """One fixed field of an OUCH message.
-
-    Attributes
-    ----------
-    name : str
-        snake_case field name used by the codec.
-    offset : int
-        Byte offset from the start of the message (Type is offset 0).
-    size : int
-        Length in bytes.
-    kind : str
-        ``"u"`` unsigned big-endian integer, ``"alpha"`` space-padded ASCII, ``"price"``
-        unsigned 8-byte price with 4 implied decimals, ``"i"`` signed big-endian integer.
-    """
-
-    name: str
-    offset: int
-    size: int
-    kind: str
 
 
 @dataclass(frozen=True)
