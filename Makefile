@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 PYTEST_ARGS ?= -n auto
 
-.PHONY: demo test bench sim clean distclean venv
+.PHONY: demo test bench sim sim-deps clean distclean venv
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "hftaccel needs Python >= 3.11"'
@@ -19,20 +19,42 @@ $(VENV)/.stamp-base: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e .
 	@touch $@
 
-# Everything the test suite needs: dev tools, training stack (torch CPU build), bench peers.
+# Everything the test suite needs: dev tools, training stack (torch CPU build), bench peers,
+# gateware tools (Amaranth, cocotb 1.8.1 for Debian's Verilator 5.006).
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-base
-	$(PIP) install --quiet -e '.[dev,train,bench]'
+	$(PIP) install --quiet -e '.[dev,train,bench,hw]'
 	@touch $@
+
+# Simulators for the gateware tests: Debian's verilator and iverilog, installed with apt-get when
+# running as root; otherwise a clear message (the gateware tests then skip, saying why).
+sim-deps:
+	@missing=""; for t in verilator iverilog; do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null \
+	      || { echo "apt-get install$$missing failed"; exit 1; }; \
+	  else \
+	    echo "NOTE: the gateware tests need the Debian packages$$missing:"; \
+	    echo "      sudo apt-get install$$missing   (until then they are skipped)"; \
+	  fi; \
+	fi
 
 demo: $(VENV)/.stamp-base
 	$(BIN)/hftaccel run
 
-test: $(VENV)/.stamp-test
+test: $(VENV)/.stamp-test sim-deps
 	@$(BIN)/python -m pytest $(PYTEST_ARGS) -m "not slow and not gpu"; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 bench: $(VENV)/.stamp-test
 	$(BIN)/python scripts/bench_book.py
+	$(BIN)/python scripts/bench_pipeline.py
+
+# Every cocotb testbench, long inputs included, on Verilator and on Icarus.
+sim: $(VENV)/.stamp-test sim-deps
+	$(MAKE) -C hw/sim PYTHON=$(abspath $(BIN)/python) SIM=verilator FULL=1
+	$(MAKE) -C hw/sim PYTHON=$(abspath $(BIN)/python) SIM=icarus
 
 clean:
 	rm -rf build out .pytest_cache .hypothesis
