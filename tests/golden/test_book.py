@@ -551,3 +551,66 @@ def test_top_levels_refill_from_deeper_levels_and_out_buffer():
     assert lv(book, 1, "B") == [(101, 1, 1), (99, 15, 1), (97, 40, 1)]
     with pytest.raises(TypeError):
         book.apply(events(D(5), seq0=20), out=np.zeros(1, book_record_dtype(3)))
+
+
+# --------------------------------------------------------------------------------------------
+# Order table: window ring and overflow table
+# --------------------------------------------------------------------------------------------
+
+def _check_against_reference(ev, depth, *, order_capacity, chunks=1, locates=(1, 2, 3, 7)):
+    ref = RefBook(depth)
+    want = ref.apply(ev)
+    book = Book(depth=depth, order_capacity=order_capacity)
+    cuts = np.linspace(0, len(ev), chunks + 1).astype(int)
+    got = np.concatenate([book.apply(ev[a:b]) for a, b in zip(cuts[:-1], cuts[1:])])
+    assert_records_equal(got, want)
+    assert bytes(got) == bytes(replay(ev, depth=depth)[0])
+    assert book.bad_references == ref.bad
+    assert book.live_orders == len(ref.orders)
+    for loc in locates:
+        for code, s in ((SIDE_BUY, "B"), (SIDE_SELL, "S")):
+            assert lv(book, loc, s) == ref.side_levels(loc, code)
+    return book
+
+
+def test_old_orders_overtaken_by_the_window_stay_live():
+    # Few live orders keep the ring at 16 slots while the references run far past it: the
+    # long-lived orders 1 and 2 move to the overflow table and stay fully usable there.
+    rows = [A(1, "B", 500, 10_000), A(2, "S", 300, 10_200)]
+    for r in range(3, 400):
+        rows += [A(r, "BS"[r % 2], 100, 10_000 - 100 * (r % 3) if r % 2 == 0 else 10_300),
+                 D(r)]
+    rows += [E(1, 200), X(2, 100), U(1, 1, 50, 9_900), A(1, "B", 1, 1), U(2, 400, 70, 10_100),
+             A(401, "B", 10, 9_800), U(400, 2, 10, 10_100), C(2, 10, 10_150), D(1), D(401)]
+    ev = events(*rows)
+    book = _check_against_reference(ev, 3, order_capacity=16, chunks=5, locates=(1,))
+    assert book.order_capacity == 16 and book.live_orders == 0
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_out_of_order_references_match_reference_book(seed):
+    # References permuted: adds arrive below, inside and far above the ring window.
+    ev = synthetic_stream(3000, seed=seed, bad_rate=0.03)
+    refs = np.unique(np.concatenate([ev["order_ref"], ev["new_order_ref"]]))
+    perm = dict(zip(refs.tolist(), np.random.default_rng(seed).permutation(refs).tolist()))
+    for name in ("order_ref", "new_order_ref"):
+        ev[name] = [perm[int(x)] for x in ev[name]]
+    _check_against_reference(ev, 4, order_capacity=16, chunks=7)
+
+
+def test_references_near_the_top_of_the_u64_range():
+    # The last order added gets reference 2**64 - 1: the window cannot leave R/4 above it.
+    ev = synthetic_stream(2000, seed=6, bad_rate=0.03)
+    top_ref = max(int(ev["order_ref"][ev["order_ref"] < 10**12].max()),
+                  int(ev["new_order_ref"].max()))
+    for name in ("order_ref", "new_order_ref"):
+        ev[name] += np.uint64(2**64 - 1 - top_ref)
+    _check_against_reference(ev, 2, order_capacity=16, chunks=3)
+    _check_against_reference(ev, 3, order_capacity=4096, chunks=2)
+    # A small reference right after the top one must not be taken for part of the window.
+    top_ref = 2**64 - 1
+    ev = events(A(top_ref, "B", 100, 10_000), A(3, "S", 50, 10_100), E(3, 10),
+                U(3, 4, 20, 10_200), A(top_ref - 1, "B", 7, 9_900), X(4, 5), D(top_ref),
+                E(4, 15), D(top_ref - 1))
+    book = _check_against_reference(ev, 2, order_capacity=16, locates=(1,))
+    assert book.live_orders == 0 and book.bad_references == dict.fromkeys(BAD_REFERENCE_KINDS, 0)

@@ -8,20 +8,39 @@ With Price C, Cancel X, Delete D, Replace U) and 4.5.1 (Trade, non-cross P).
 
 State (persists across :meth:`Book.apply` calls, so a long stream can be fed in chunks):
 
-- order table: open-addressing hash on the order reference number (Fibonacci hashing of the
-  reference's 16-wide block, so nearly sequential exchange references stay in a few cache
-  lines; linear probing, backward-shift deletion, power-of-two capacity, doubled between Numba
-  calls before its load passes :data:`MAX_ORDER_LOAD`); a 16-byte slot holds the reference,
-  the remaining shares and the index of the order's price level node. The order's price, side
-  and stock locate live in the level node (the locate of an E C X D U message's header is not
-  used: the order's own locate is).
-- price levels: a pool of level nodes (recycled through a free list), one per occupied
+- order table, two parts. ITCH order reference numbers are unique and assigned in increasing
+  order over the day, so live orders are found by their reference directly:
+
+  * window ring: ``R`` 8-byte slots (``R`` a power of two) covering the reference numbers
+    ``lo .. lo + R - 1``; reference ``r`` of that window lives in slot ``r mod R``, holding
+    ``remaining shares << 32 | (level node index + 1)`` (0 = no live order). No probing, no
+    stored key, and a delete is one store. When an order arrives with a reference at or past
+    ``lo + R`` the window slides forward to put it ``R/4`` below the new top, and the live
+    orders it leaves behind move to the overflow table. ``R`` doubles, between Numba calls,
+    before the live orders (both parts) exceed :data:`MAX_ORDER_LOAD` of it.
+  * overflow table: open-addressing hash on the reference for live orders below ``lo``
+    (long-lived orders overtaken by the window, or references that arrive out of order), a
+    16-byte slot holding the reference, the remaining shares and the level node index
+    (Fibonacci hashing of the reference's 16-wide block, linear probing, backward-shift
+    deletion, power-of-two capacity, doubled between Numba calls before its load passes
+    :data:`MAX_ORDER_LOAD`). It is usually empty and then never probed.
+
+  The order's price, side and stock locate live in its level node (the locate of an E C X D U
+  message's header is not used: the order's own locate is).
+- price levels: a pool of 32-byte level nodes (recycled through a free list), one per occupied
   (stock locate, side, price), in a doubly linked list per (locate, side) sorted best first
   (highest bid, lowest ask), found by a second open-addressing hash on
-  ``locate << 33 | side << 32 | price``. A new level is linked in by walking from whichever
-  end of its list is closer in price. The pool grows between Numba calls when it is full.
-- top-N snapshot per (locate, side): the first N levels of each list in record layout, kept in
-  step with every level change, so writing a record copies two contiguous rows.
+  ``locate << 33 | side << 32 | price`` (used only by A F U, which name a price; E C X D reach
+  the node through the order slot). A new level is linked in by walking from whichever end of
+  its list is closer in price. A node also holds its position in the top-N snapshot of its
+  list (-1 beyond it). The pool grows between Numba calls when it is full.
+- top-N snapshot per stock locate: the first N levels of its bid list and of its ask list in
+  record layout (bid prices, shares, orders, then the same for asks: exactly the tail of a
+  record), kept in step with every level change (a change to a level outside the top N costs
+  nothing), so writing a record is five header words and one contiguous copy.
+
+The event loop prefetches the order slot and the snapshot row of the event a few positions
+ahead (``llvm.prefetch``), so their cache misses overlap the work on the current events.
 
 Per-order time priority is not modelled (records carry only level aggregates); a replace goes
 through remove + add, as the spec's loss of priority implies.
@@ -50,6 +69,10 @@ import sys
 
 import numba
 import numpy as np
+from llvmlite import ir as _ir
+from numba.core import cgutils as _cgutils
+from numba.core import types as _types
+from numba.extending import intrinsic as _intrinsic
 
 from hftaccel.spec.book import (BAD_REFERENCE_KINDS, BOOK_DEPTH, MAX_LOCATES, ORDER_TABLE_SIZE,
                                 book_record_dtype)
@@ -62,16 +85,18 @@ if sys.byteorder != "little":  # pragma: no cover - records are little-endian wo
 
 #: How many sequence numbers of the first bad references are kept per kind.
 FIRST_BAD_KEPT = 8
-#: The order table doubles before its load (live orders / slots) exceeds this fraction.
+#: The order window ring doubles before the live orders exceed this fraction of its slots; the
+#: overflow table doubles before its load (live entries / slots) exceeds it.
 MAX_ORDER_LOAD = 0.6
 
-# One order-table slot (16 bytes): level == -1 marks an empty slot.
+# One overflow-table slot (16 bytes): level == -1 marks an empty slot.
 _ORDER_SLOT = np.dtype([("ref", "<u8"), ("shares", "<u4"), ("level", "<i4")])
-# One price level node (32 bytes): key = locate << 33 | side << 32 | price (side 0 bid, 1 ask);
-# orders == 0 marks a free node, whose ``next`` links the free list.
-_LEVEL = np.dtype([("key", "<u8"), ("shares", "<i8"), ("price", "<u4"), ("orders", "<i4"),
-                   ("prev", "<i4"), ("next", "<i4")])
-# One level-hash slot (16 bytes): node == -1 marks an empty slot.
+# One price level node (32 bytes): ls = 2 * locate + side (side 0 bid, 1 ask); rank = position
+# in the top-N snapshot of list ls, -1 beyond it; orders == 0 marks a free node, whose ``next``
+# links the free list.
+_LEVEL = np.dtype([("ls", "<i4"), ("rank", "<i4"), ("shares", "<i8"), ("price", "<u4"),
+                   ("orders", "<i4"), ("prev", "<i4"), ("next", "<i4")])
+# One level-hash slot (16 bytes): key = ls << 32 | price; node == -1 marks an empty slot.
 _LEVEL_SLOT = np.dtype([("key", "<u8"), ("node", "<i4"), ("pad", "<u4")])
 # The event record as Numba sees it: ORDER_EVENT_DTYPE without its void padding field.
 _EVENT_VIEW = np.dtype({
@@ -88,11 +113,15 @@ _REF_BLOCK_BITS = 4  # runs of 16 consecutive order references hash to consecuti
 _REF_BLOCK_MASK = (1 << _REF_BLOCK_BITS) - 1
 _U4_MAX = 0xFFFFFFFF
 _NO_FREE = -1
+_OVF_INITIAL = 64  # initial overflow-table slots
+_PREFETCH_AHEAD = 16  # events between a prefetch and the use of what it fetched
 
 # Indices of the int64 state vector.
-_ST_LIVE, _ST_FREE, _ST_TOP, _ST_LEVELS = 0, 1, 2, 3
+_ST_LIVE, _ST_FREE, _ST_TOP, _ST_LEVELS, _ST_OVF = 0, 1, 2, 3, 4
 # Kernel exit codes.
-_DONE, _GROW_ORDERS, _GROW_LEVELS, _BAD_TYPE = 0, 1, 2, 3
+_DONE, _GROW_ORDERS, _GROW_LEVELS, _BAD_TYPE, _GROW_OVF = 0, 1, 2, 3, 4
+# Where _order_find found an order.
+_ABSENT, _IN_RING, _IN_OVF = 0, 1, 2
 # Bad-reference counter indices, in spec order.
 _UNKNOWN = BAD_REFERENCE_KINDS.index("unknown_order")
 _OVER = BAD_REFERENCE_KINDS.index("over_execution")
@@ -103,29 +132,54 @@ _ZERO = BAD_REFERENCE_KINDS.index("zero_shares")
 _A, _F, _E, _C, _X, _D, _U, _P = (ord(c) for c in "AFECXDUP")
 _SIDE_CODE = (SIDE_BUY, SIDE_SELL)
 
-# Word (uint32) positions of the record fields; ``wo`` vector layout passed to the kernel.
-_WO_NAMES = ("timestamp", "seq", "order_ref", "shares", "price", "stock_locate", "_pad",
-             "bid_price", "ask_price")
+# Record layout the kernel writes as 8-byte words: word 0 timestamp, 1 seq, 2 order_ref,
+# 3 shares | price << 32, 4 stock_locate | msg_type << 16 | side << 24 (pad 0), then the
+# snapshot row (bid price, shares, orders, ask price, shares, orders) to the end.
+_HEADER = (("timestamp", 0), ("seq", 8), ("order_ref", 16), ("shares", 24), ("price", 28),
+           ("stock_locate", 32), ("msg_type", 34), ("side", 35), ("_pad", 36))
+_HEADER_WORDS = 5
+_TAIL = ("bid_price", "bid_shares", "bid_orders", "ask_price", "ask_shares", "ask_orders")
 
 
-def _word_offsets(dtype: np.dtype) -> np.ndarray:
-    """Word (4-byte) offsets of the record fields, checking the packing the kernel relies on."""
+def _check_layout(dtype: np.dtype, depth: int) -> None:
+    """Check the record packing the kernel's 8-byte word writes rely on."""
     off = {name: dtype.fields[name][1] for name in dtype.names}
-    if off["msg_type"] != off["stock_locate"] + 2 or off["side"] != off["stock_locate"] + 3:
-        raise ValueError("book record: stock_locate, msg_type, side must share one 4-byte word")
-    if dtype.fields["_pad"][0].itemsize != 4 or dtype.itemsize % 8:
-        raise ValueError("book record: expected a 4-byte pad and a size multiple of 8 bytes")
-    for s in ("bid", "ask"):
-        width = dtype.fields[f"{s}_price"][0].itemsize
-        if (off[f"{s}_shares"] != off[f"{s}_price"] + width
-                or off[f"{s}_orders"] != off[f"{s}_price"] + 2 * width):
-            raise ValueError(f"book record: {s}_price, {s}_shares, {s}_orders must be adjacent")
-    words = []
-    for name in _WO_NAMES:
-        if off[name] % 4:
-            raise ValueError(f"book record field {name!r} is not 4-byte aligned")
-        words.append(off[name] // 4)
-    return np.array(words, dtype=np.int64)
+    for name, at in _HEADER:
+        if off[name] != at:
+            raise ValueError(f"book record: field {name!r} at byte {off[name]}, the book kernel "
+                             f"writes it at byte {at}")
+    at = 8 * _HEADER_WORDS
+    for name in _TAIL:
+        if off[name] != at or dtype.fields[name][0].itemsize != 4 * depth:
+            raise ValueError(f"book record: field {name!r} is not {depth} uint32 at byte {at}")
+        at += 4 * depth
+    if dtype.itemsize != at or at % 8:
+        raise ValueError(f"book record: {dtype.itemsize} bytes, the book kernel writes {at}")
+
+
+# --------------------------------------------------------------------------------------------
+# Prefetch (LLVM intrinsic)
+# --------------------------------------------------------------------------------------------
+
+@_intrinsic
+def _prefetch(typingctx, arr, i, j):
+    """Prefetch (read, keep in all cache levels) the cache line holding ``arr[i, j]``."""
+    sig = _types.void(arr, i, j)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        idx = [args[1], args[2]][: aryty.ndim]
+        ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
+        i8p = _ir.IntType(8).as_pointer()
+        i32 = _ir.IntType(32)
+        fn = _cgutils.get_or_insert_function(
+            builder.module, _ir.FunctionType(_ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,19 +194,18 @@ def _lslot(key, shift):
 
 @numba.njit(cache=True, _nrt=False, inline="always")
 def _oslot(ref, shift, mask):
-    """Home slot of an order reference: blocks of 2**_REF_BLOCK_BITS consecutive references
-    share a Fibonacci-hashed base and occupy consecutive slots (exchange-assigned references
-    are nearly sequential, so new and recent orders stay in a few cache lines)."""
+    """Home slot of an order reference in the overflow table: blocks of 2**_REF_BLOCK_BITS
+    consecutive references share a Fibonacci-hashed base and occupy consecutive slots."""
     base = np.int64(((ref >> np.uint64(_REF_BLOCK_BITS)) * _GOLD) >> shift)
     return (base + np.int64(ref & np.uint64(_REF_BLOCK_MASK))) & mask
 
 
 @numba.njit(cache=True, _nrt=False, inline="always")
-def _order_probe(orders, ref, shift, mask):
-    """Slot of live order ``ref`` (found=True) or the empty slot where it would go."""
+def _order_probe(ovf, ref, shift, mask):
+    """Slot of ``ref`` in the overflow table (found=True) or the empty slot where it would go."""
     h = _oslot(ref, shift, mask)
-    while orders[h].level >= 0:
-        if orders[h].ref == ref:
+    while ovf[h].level >= 0:
+        if ovf[h].ref == ref:
             return True, h
         h = (h + 1) & mask
     return False, h
@@ -167,19 +220,19 @@ def _stays(i, j, k):
 
 
 @numba.njit(cache=True, _nrt=False)
-def _order_delete(orders, i, shift, mask):
-    """Empty slot ``i`` of the order table, shifting its probe chain back (no tombstones)."""
+def _ovf_delete(ovf, i, shift, mask):
+    """Empty slot ``i`` of the overflow table, shifting its probe chain back (no tombstones)."""
     j = i
     while True:
         j = (j + 1) & mask
-        if orders[j].level < 0:
+        if ovf[j].level < 0:
             break
-        if not _stays(i, j, _oslot(orders[j].ref, shift, mask)):
-            orders[i].ref = orders[j].ref
-            orders[i].shares = orders[j].shares
-            orders[i].level = orders[j].level
+        if not _stays(i, j, _oslot(ovf[j].ref, shift, mask)):
+            ovf[i].ref = ovf[j].ref
+            ovf[i].shares = ovf[j].shares
+            ovf[i].level = ovf[j].level
             i = j
-    orders[i].level = -1
+    ovf[i].level = -1
 
 
 @numba.njit(cache=True, _nrt=False)
@@ -201,45 +254,133 @@ def _lhash_delete(lhash, key, shift, mask):
 
 
 # --------------------------------------------------------------------------------------------
-# Top-N snapshot per (locate, side) (Numba)
-#
-# snap[ls] holds the first min(N, levels) levels of list ls in record layout (N prices, N
-# aggregate shares, N order counts), snode[ls] their node indices and scnt[ls] their number.
-# It is kept in step with the lists, so a record copies two contiguous rows instead of chasing
-# 2N list pointers.
+# Order table: window ring + overflow hash (Numba)
 # --------------------------------------------------------------------------------------------
 
 @numba.njit(cache=True, _nrt=False, inline="always")
-def _snap_set(snap, snode, depth, ls, j, levels, n):
-    snap[ls, j] = levels[n].price
+def _ring_word(shares, level):
+    return (np.uint64(shares) << np.uint64(32)) | np.uint64(level + 1)
+
+
+@numba.njit(cache=True, _nrt=False, inline="always")
+def _order_find(ring, win, ovf, oshift, st, ref):
+    """Find live order ``ref``: (where, slot, word) with where one of _ABSENT, _IN_RING,
+    _IN_OVF and word = shares << 32 | (level + 1) as in the ring."""
+    rsize = np.uint64(ring.shape[0])
+    lo = win[0]
+    if ref >= lo and ref - lo < rsize:  # lo <= ref < lo + R (which may pass 2**64 - 1)
+        s = np.int64(ref & (rsize - np.uint64(1)))
+        w = ring[s]
+        return (_IN_RING if w != 0 else _ABSENT), s, w
+    if ref < lo and st[_ST_OVF] > 0:
+        found, h = _order_probe(ovf, ref, oshift, ovf.shape[0] - 1)
+        if found:
+            return _IN_OVF, h, _ring_word(ovf[h].shares, np.int64(ovf[h].level))
+    return _ABSENT, np.int64(0), np.uint64(0)
+
+
+@numba.njit(cache=True, _nrt=False, inline="always")
+def _order_remove(ring, ovf, oshift, st, where, s):
+    if where == _IN_RING:
+        ring[s] = 0
+    else:
+        _ovf_delete(ovf, s, oshift, ovf.shape[0] - 1)
+        st[_ST_OVF] -= 1
+
+
+@numba.njit(cache=True, _nrt=False, inline="always")
+def _order_set_shares(ring, ovf, where, s, shares, level):
+    if where == _IN_RING:
+        ring[s] = _ring_word(shares, level)
+    else:
+        ovf[s].shares = shares
+
+
+@numba.njit(cache=True, _nrt=False, inline="always")
+def _order_put(ring, win, ovf, oshift, st, ref, shares, level):
+    """Store new order ``ref`` (not live; below lo + R; overflow room checked by the caller)."""
+    if ref >= win[0]:
+        ring[np.int64(ref & np.uint64(ring.shape[0] - 1))] = _ring_word(shares, level)
+    else:
+        _found, h = _order_probe(ovf, ref, oshift, ovf.shape[0] - 1)
+        ovf[h].ref = ref
+        ovf[h].shares = shares
+        ovf[h].level = level
+        st[_ST_OVF] += 1
+
+
+@numba.njit(cache=True, _nrt=False)
+def _slide(ring, win, ovf, oshift, st, ref, ovf_limit):
+    """Slide the window so that ``ref`` (>= lo + R) lies R/4 below its top (less when that
+    would pass 2**64 - 1), moving the live orders it leaves behind to the overflow table.
+    Returns False when the overflow table filled first (the window then stops where it got
+    to; call again after growing it)."""
+    rsize = np.uint64(ring.shape[0])
+    rmask = rsize - np.uint64(1)
+    lo = win[0]
+    head = rsize >> np.uint64(2)
+    room = np.uint64(0xFFFFFFFFFFFFFFFF) - ref
+    if room < head:
+        head = room
+    new_lo = ref - (rmask - head)
+    end = new_lo if new_lo - lo < rsize else lo + rsize
+    omask = ovf.shape[0] - 1
+    r = lo
+    while r < end:
+        s = np.int64(r & rmask)
+        w = ring[s]
+        if w != 0:
+            if st[_ST_OVF] >= ovf_limit:
+                win[0] = r
+                return False
+            _found, h = _order_probe(ovf, r, oshift, omask)
+            ovf[h].ref = r
+            ovf[h].shares = np.uint32(w >> np.uint64(32))
+            ovf[h].level = np.int32(np.int64(w & np.uint64(_U4_MAX)) - 1)
+            st[_ST_OVF] += 1
+            ring[s] = 0
+        r += np.uint64(1)
+    win[0] = new_lo
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Top-N snapshot per stock locate (Numba)
+#
+# snap[locate] holds, in record layout, the first min(N, levels) levels of the bid list
+# (ls = 2 * locate: N prices, N aggregate shares, N order counts) then of the ask list
+# (ls = 2 * locate + 1) at word offset 3N; snode[ls] holds their node indices, scnt[ls] their
+# number, and each such node's ``rank`` its position. Positions past scnt are zero.
+# --------------------------------------------------------------------------------------------
+
+@numba.njit(cache=True, _nrt=False, inline="always")
+def _snap_qty(snap, depth, ls, j, levels, n):
+    """Copy node ``n``'s shares and order count into snapshot position ``j`` of list ``ls``."""
+    row = ls >> 1
+    b = (ls & 1) * 3 * depth + j
     sh = levels[n].shares
-    snap[ls, depth + j] = np.uint32(sh if sh < _U4_MAX else _U4_MAX)
-    snap[ls, 2 * depth + j] = np.uint32(levels[n].orders)
+    snap[row, b + depth] = np.uint32(sh if sh < _U4_MAX else _U4_MAX)
+    snap[row, b + 2 * depth] = np.uint32(levels[n].orders)
+
+
+@numba.njit(cache=True, _nrt=False, inline="always")
+def _snap_set(snap, snode, depth, ls, j, levels, n):
+    snap[ls >> 1, (ls & 1) * 3 * depth + j] = levels[n].price
+    _snap_qty(snap, depth, ls, j, levels, n)
     snode[ls, j] = n
+    levels[n].rank = j
 
 
 @numba.njit(cache=True, _nrt=False, inline="always")
-def _snap_move(snap, snode, depth, ls, dst, src):
-    snap[ls, dst] = snap[ls, src]
-    snap[ls, depth + dst] = snap[ls, depth + src]
-    snap[ls, 2 * depth + dst] = snap[ls, 2 * depth + src]
-    snode[ls, dst] = snode[ls, src]
-
-
-@numba.njit(cache=True, _nrt=False, inline="always")
-def _snap_find(snode, scnt, ls, n):
-    for j in range(scnt[ls]):
-        if snode[ls, j] == n:
-            return j
-    return -1
-
-
-@numba.njit(cache=True, _nrt=False, inline="always")
-def _snap_changed(snap, snode, scnt, depth, ls, levels, n):
-    """Level node ``n`` changed its shares or order count."""
-    j = _snap_find(snode, scnt, ls, n)
-    if j >= 0:
-        _snap_set(snap, snode, depth, ls, j, levels, n)
+def _snap_move(snap, snode, depth, ls, dst, src, levels):
+    row = ls >> 1
+    b = (ls & 1) * 3 * depth
+    snap[row, b + dst] = snap[row, b + src]
+    snap[row, b + depth + dst] = snap[row, b + depth + src]
+    snap[row, b + 2 * depth + dst] = snap[row, b + 2 * depth + src]
+    m = snode[ls, src]
+    snode[ls, dst] = m
+    levels[m].rank = dst
 
 
 @numba.njit(cache=True, _nrt=False)
@@ -247,37 +388,42 @@ def _snap_inserted(snap, snode, scnt, depth, ls, levels, n, sgn):
     """Level node ``n`` was linked into list ``ls`` (sgn: +1 bids, -1 asks)."""
     c = scnt[ls]
     v = sgn * np.int64(levels[n].price)
+    b = (ls & 1) * 3 * depth
+    row = ls >> 1
     j = 0
-    while j < c and sgn * np.int64(snap[ls, j]) > v:
+    while j < c and sgn * np.int64(snap[row, b + j]) > v:
         j += 1
     if j >= depth:
         return
+    if c == depth:  # the last snapshot level drops out
+        levels[snode[ls, depth - 1]].rank = -1
     last = c if c < depth else depth - 1
     for q in range(last, j, -1):
-        _snap_move(snap, snode, depth, ls, q, q - 1)
+        _snap_move(snap, snode, depth, ls, q, q - 1, levels)
     _snap_set(snap, snode, depth, ls, j, levels, n)
     scnt[ls] = last + 1
 
 
 @numba.njit(cache=True, _nrt=False)
 def _snap_removed(snap, snode, scnt, depth, ls, levels, head, n):
-    """Level node ``n`` was unlinked from list ``ls`` (the other links already updated)."""
-    j = _snap_find(snode, scnt, ls, n)
-    if j < 0:
-        return
-    c = scnt[ls]
-    for q in range(j, c - 1):
-        _snap_move(snap, snode, depth, ls, q, q + 1)
-    c -= 1
-    if scnt[ls] == depth:  # levels beyond the snapshot may exist: pull the next one in
+    """Level node ``n`` (in the snapshot) was unlinked from list ``ls`` (links updated)."""
+    j = levels[n].rank
+    levels[n].rank = -1
+    c0 = scnt[ls]
+    for q in range(j, c0 - 1):
+        _snap_move(snap, snode, depth, ls, q, q + 1, levels)
+    c = c0 - 1
+    if c0 == depth:  # levels beyond the snapshot may exist: pull the next one in
         nxt = levels[snode[ls, c - 1]].next if c > 0 else head[ls]
         if nxt >= 0:
             _snap_set(snap, snode, depth, ls, c, levels, nxt)
             c += 1
-    for q in range(c, depth):
-        snap[ls, q] = 0
-        snap[ls, depth + q] = 0
-        snap[ls, 2 * depth + q] = 0
+    if c < c0:
+        row = ls >> 1
+        b = (ls & 1) * 3 * depth + c
+        snap[row, b] = 0
+        snap[row, b + depth] = 0
+        snap[row, b + 2 * depth] = 0
     scnt[ls] = c
 
 
@@ -285,23 +431,32 @@ def _snap_removed(snap, snode, scnt, depth, ls, levels, head, n):
 # Price levels (Numba)
 # --------------------------------------------------------------------------------------------
 
-@numba.njit(cache=True, _nrt=False)
-def _level_add(levels, lhash, head, tail, snap, snode, scnt, depth, st, key, price, shares,
+@numba.njit(cache=True, _nrt=False, inline="always")
+def _level_add(levels, lhash, head, tail, snap, snode, scnt, depth, st, ls, price, shares,
                lshift):
-    """Add one order of ``shares`` at level ``key``; return the level node index."""
+    """Add one order of ``shares`` at level (ls, price); return the level node index."""
+    key = (np.uint64(ls) << np.uint64(32)) | np.uint64(price)
     lmask = lhash.shape[0] - 1
-    ls = np.int64(key >> np.uint64(32))
     h = _lslot(key, lshift)
     while lhash[h].node >= 0:
         if lhash[h].key == key:
             n = np.int64(lhash[h].node)
             levels[n].shares += shares
             levels[n].orders += 1
-            _snap_changed(snap, snode, scnt, depth, ls, levels, n)
+            j = levels[n].rank
+            if j >= 0:
+                _snap_qty(snap, depth, ls, j, levels, n)
             return n
         h = (h + 1) & lmask
-    # New level: take a node from the free list or the untouched top of the pool.
-    n = st[_ST_FREE]
+    return _level_new(levels, lhash, head, tail, snap, snode, scnt, depth, st, ls, price,
+                      shares, key, h)
+
+
+@numba.njit(cache=True, _nrt=False)
+def _level_new(levels, lhash, head, tail, snap, snode, scnt, depth, st, ls, price, shares,
+               key, h):
+    """Create level (ls, price) holding one order, at empty level-hash slot ``h``."""
+    n = st[_ST_FREE]  # a node from the free list or the untouched top of the pool
     if n != _NO_FREE:
         st[_ST_FREE] = levels[n].next
     else:
@@ -310,7 +465,8 @@ def _level_add(levels, lhash, head, tail, snap, snode, scnt, depth, st, key, pri
     st[_ST_LEVELS] += 1
     lhash[h].key = key
     lhash[h].node = n
-    levels[n].key = key
+    levels[n].ls = ls
+    levels[n].rank = -1
     levels[n].shares = shares
     levels[n].price = price
     levels[n].orders = 1
@@ -356,14 +512,21 @@ def _level_add(levels, lhash, head, tail, snap, snode, scnt, depth, st, key, pri
 def _level_take(levels, lhash, head, tail, snap, snode, scnt, depth, st, n, shares,
                 remove_order, lshift):
     """Take ``shares`` (and one order if ``remove_order``) off level node ``n``."""
-    key = levels[n].key
-    ls = np.int64(key >> np.uint64(32))
+    ls = np.int64(levels[n].ls)
     levels[n].shares -= shares
     if remove_order:
         levels[n].orders -= 1
     if levels[n].orders > 0:
-        _snap_changed(snap, snode, scnt, depth, ls, levels, n)
+        j = levels[n].rank
+        if j >= 0:
+            _snap_qty(snap, depth, ls, j, levels, n)
         return
+    _level_free(levels, lhash, head, tail, snap, snode, scnt, depth, st, n, ls, lshift)
+
+
+@numba.njit(cache=True, _nrt=False)
+def _level_free(levels, lhash, head, tail, snap, snode, scnt, depth, st, n, ls, lshift):
+    """Unlink the emptied level node ``n`` of list ``ls`` and return it to the free list."""
     p = levels[n].prev
     nx = levels[n].next
     if p >= 0:
@@ -374,7 +537,9 @@ def _level_take(levels, lhash, head, tail, snap, snode, scnt, depth, st, n, shar
         levels[nx].prev = p
     else:
         tail[ls] = p
-    _snap_removed(snap, snode, scnt, depth, ls, levels, head, n)
+    if levels[n].rank >= 0:
+        _snap_removed(snap, snode, scnt, depth, ls, levels, head, n)
+    key = (np.uint64(ls) << np.uint64(32)) | np.uint64(levels[n].price)
     _lhash_delete(lhash, key, lshift, lhash.shape[0] - 1)
     levels[n].shares = 0
     levels[n].next = st[_ST_FREE]
@@ -387,28 +552,18 @@ def _level_take(levels, lhash, head, tail, snap, snode, scnt, depth, st, n, shar
 # --------------------------------------------------------------------------------------------
 
 @numba.njit(cache=True, _nrt=False, inline="always")
-def _put_u8(out, k, w, x):
-    out[k, w] = np.uint32(x & np.uint64(0xFFFFFFFF))
-    out[k, w + 1] = np.uint32(x >> np.uint64(32))
-
-
-@numba.njit(cache=True, _nrt=False, inline="always")
-def _write_record(out, k, wo, depth, ev, ref, shares, price, locate, side_code, snap):
-    _put_u8(out, k, wo[0], ev.timestamp)
-    _put_u8(out, k, wo[1], ev.seq)
-    _put_u8(out, k, wo[2], ref)
-    out[k, wo[3]] = np.uint32(shares)
-    out[k, wo[4]] = np.uint32(price)
-    out[k, wo[5]] = (np.uint32(locate) | (np.uint32(ev.msg_type) << np.uint32(16))
-                     | (np.uint32(side_code) << np.uint32(24)))
-    out[k, wo[6]] = 0
-    ls = 2 * np.int64(locate)
-    wb = wo[7]
-    wa = wo[8]
-    for w in range(3 * depth):
-        out[k, wb + w] = snap[ls, w]
-    for w in range(3 * depth):
-        out[k, wa + w] = snap[ls + 1, w]
+def _write_record(out, k, ev, ref, shares, price, locate, side_code, snap64):
+    """Write record ``k`` as 8-byte words (layout checked by :func:`_check_layout`)."""
+    out[k, 0] = ev.timestamp
+    out[k, 1] = ev.seq
+    out[k, 2] = ref
+    out[k, 3] = np.uint64(shares) | (np.uint64(price) << np.uint64(32))
+    out[k, 4] = (np.uint64(locate) | (np.uint64(ev.msg_type) << np.uint64(16))
+                 | (np.uint64(side_code) << np.uint64(24)))
+    row = np.int64(locate)
+    nw = snap64.shape[1]
+    for w in range(nw):
+        out[k, _HEADER_WORDS + w] = snap64[row, w]
 
 
 @numba.njit(cache=True, _nrt=False, inline="always")
@@ -420,17 +575,27 @@ def _bad(bad_count, bad_seq, kind, seq):
 
 
 @numba.njit(cache=True, _nrt=False)
-def _apply_kernel(ev, start, k, out, wo, depth, orders, oshift, order_limit, levels, lhash,
-                  lshift, head, tail, snap, snode, scnt, st, bad_count, bad_seq):
+def _apply_kernel(ev, start, k, out, depth, ring, win, ovf, oshift, order_limit, ovf_limit,
+                  levels, lhash, lshift, head, tail, snap, snap64, snode, scnt, st, bad_count,
+                  bad_seq):
     """Apply events ``ev[start:]``, writing records from ``out[k]``.
 
     Returns (exit code, index of the event to resume at, number of records written so far).
-    It stops before an event that might need a larger order table or level pool.
+    It stops before an event that might need a larger order ring, overflow table or level
+    pool (the window may have slid part of the way: that changes no order).
     """
-    omask = orders.shape[0] - 1
+    rmask = np.uint64(ring.shape[0] - 1)
     pool = levels.shape[0]
+    nw = snap64.shape[1]
     n = ev.shape[0]
     for i in range(start, n):
+        if i + _PREFETCH_AHEAD < n:
+            ef = ev[i + _PREFETCH_AHEAD]
+            _prefetch(ring, np.int64(ef.order_ref & rmask), 0)
+            row = np.int64(ef.stock_locate)
+            for w in range(0, nw, 8):
+                _prefetch(snap64, row, w)
+            _prefetch(snap64, row, nw - 1)
         e = ev[i]
         t = e.msg_type
         if t == _A or t == _F:
@@ -448,29 +613,32 @@ def _apply_kernel(ev, start, k, out, wo, depth, orders, oshift, order_limit, lev
                 return _GROW_ORDERS, i, k
             if st[_ST_FREE] == _NO_FREE and st[_ST_TOP] >= pool:
                 return _GROW_LEVELS, i, k
-            found, h = _order_probe(orders, e.order_ref, oshift, omask)
-            if found:
+            ref = e.order_ref
+            where, _s, _w = _order_find(ring, win, ovf, oshift, st, ref)
+            if where != _ABSENT:
                 _bad(bad_count, bad_seq, _DUP, e.seq)
                 continue
-            key = ((np.uint64(e.stock_locate) << np.uint64(33)) | (np.uint64(sb) << np.uint64(32))
-                   | np.uint64(e.price))
-            lv = _level_add(levels, lhash, head, tail, snap, snode, scnt, depth, st, key,
+            if ref < win[0]:
+                if st[_ST_OVF] >= ovf_limit:
+                    return _GROW_OVF, i, k
+            elif ref - win[0] > rmask:
+                if not _slide(ring, win, ovf, oshift, st, ref, ovf_limit):
+                    return _GROW_OVF, i, k
+            ls = 2 * np.int64(e.stock_locate) + sb
+            lv = _level_add(levels, lhash, head, tail, snap, snode, scnt, depth, st, ls,
                             e.price, np.int64(e.shares), lshift)
-            orders[h].ref = e.order_ref
-            orders[h].shares = e.shares
-            orders[h].level = lv
+            _order_put(ring, win, ovf, oshift, st, ref, e.shares, lv)
             st[_ST_LIVE] += 1
-            _write_record(out, k, wo, depth, e, e.order_ref, e.shares, e.price, e.stock_locate,
-                          e.side, snap)
+            _write_record(out, k, e, ref, e.shares, e.price, e.stock_locate, e.side, snap64)
             k += 1
         elif t == _E or t == _C or t == _X or t == _D:
-            found, h = _order_probe(orders, e.order_ref, oshift, omask)
-            if not found:
+            where, s, w = _order_find(ring, win, ovf, oshift, st, e.order_ref)
+            if where == _ABSENT:
                 _bad(bad_count, bad_seq, _UNKNOWN, e.seq)
                 continue
-            lv = orders[h].level
-            rem = orders[h].shares
-            key = levels[lv].key
+            lv = np.int64(w & np.uint64(_U4_MAX)) - 1
+            rem = np.uint32(w >> np.uint64(32))
+            ls = np.int64(levels[lv].ls)
             price = levels[lv].price if t != _C else e.price
             if t == _D:
                 x = rem
@@ -482,56 +650,69 @@ def _apply_kernel(ev, start, k, out, wo, depth, orders, oshift, order_limit, lev
             if x == rem:
                 _level_take(levels, lhash, head, tail, snap, snode, scnt, depth, st, lv,
                             np.int64(x), True, lshift)
-                _order_delete(orders, h, oshift, omask)
+                _order_remove(ring, ovf, oshift, st, where, s)
                 st[_ST_LIVE] -= 1
             else:
-                orders[h].shares = rem - x
+                _order_set_shares(ring, ovf, where, s, rem - x, lv)
                 _level_take(levels, lhash, head, tail, snap, snode, scnt, depth, st, lv,
                             np.int64(x), False, lshift)
-            sb = np.int64((key >> np.uint64(32)) & np.uint64(1))
-            _write_record(out, k, wo, depth, e, e.order_ref, x, price,
-                          np.uint16(key >> np.uint64(33)), SIDE_BUY if sb == 0 else SIDE_SELL,
-                          snap)
+            _write_record(out, k, e, e.order_ref, x, price, ls >> 1,
+                          SIDE_BUY if (ls & 1) == 0 else SIDE_SELL, snap64)
             k += 1
         elif t == _U:
-            found, h = _order_probe(orders, e.order_ref, oshift, omask)
-            if not found:
+            where, s, w = _order_find(ring, win, ovf, oshift, st, e.order_ref)
+            if where == _ABSENT:
                 _bad(bad_count, bad_seq, _UNKNOWN, e.seq)
                 continue
             if e.shares == 0:
                 _bad(bad_count, bad_seq, _ZERO, e.seq)
                 continue
-            if e.new_order_ref != e.order_ref:
-                dup, _h2 = _order_probe(orders, e.new_order_ref, oshift, omask)
-                if dup:
+            nref = e.new_order_ref
+            if nref != e.order_ref:
+                dup, _s2, _w2 = _order_find(ring, win, ovf, oshift, st, nref)
+                if dup != _ABSENT:
                     _bad(bad_count, bad_seq, _DUP, e.seq)
                     continue
             if st[_ST_FREE] == _NO_FREE and st[_ST_TOP] >= pool:
                 return _GROW_LEVELS, i, k
-            lv = orders[h].level
-            key = levels[lv].key
+            if nref < win[0]:
+                if st[_ST_OVF] >= ovf_limit:
+                    return _GROW_OVF, i, k
+            elif nref - win[0] > rmask:
+                if not _slide(ring, win, ovf, oshift, st, nref, ovf_limit):
+                    return _GROW_OVF, i, k
+                # the original order may have moved to the overflow table
+                where, s, w = _order_find(ring, win, ovf, oshift, st, e.order_ref)
+            lv = np.int64(w & np.uint64(_U4_MAX)) - 1
+            ls = np.int64(levels[lv].ls)
             _level_take(levels, lhash, head, tail, snap, snode, scnt, depth, st, lv,
-                        np.int64(orders[h].shares), True, lshift)
-            _order_delete(orders, h, oshift, omask)
-            key = (key & ~np.uint64(0xFFFFFFFF)) | np.uint64(e.price)
-            lv = _level_add(levels, lhash, head, tail, snap, snode, scnt, depth, st, key,
+                        np.int64(w >> np.uint64(32)), True, lshift)
+            _order_remove(ring, ovf, oshift, st, where, s)
+            lv = _level_add(levels, lhash, head, tail, snap, snode, scnt, depth, st, ls,
                             e.price, np.int64(e.shares), lshift)
-            _found, h = _order_probe(orders, e.new_order_ref, oshift, omask)
-            orders[h].ref = e.new_order_ref
-            orders[h].shares = e.shares
-            orders[h].level = lv
-            sb = np.int64((key >> np.uint64(32)) & np.uint64(1))
-            _write_record(out, k, wo, depth, e, e.new_order_ref, e.shares, e.price,
-                          np.uint16(key >> np.uint64(33)), SIDE_BUY if sb == 0 else SIDE_SELL,
-                          snap)
+            _order_put(ring, win, ovf, oshift, st, nref, e.shares, lv)
+            _write_record(out, k, e, nref, e.shares, e.price, ls >> 1,
+                          SIDE_BUY if (ls & 1) == 0 else SIDE_SELL, snap64)
             k += 1
         elif t == _P:
-            _write_record(out, k, wo, depth, e, np.uint64(0), e.shares, e.price, e.stock_locate,
-                          e.side, snap)
+            _write_record(out, k, e, np.uint64(0), e.shares, e.price, e.stock_locate, e.side,
+                          snap64)
             k += 1
         else:
             return _BAD_TYPE, i, k
     return _DONE, n, k
+
+
+@numba.njit(cache=True, _nrt=False)
+def _regrow_ring(old, new, lo):
+    """Move the live orders of ring ``old`` (window lo .. lo + len(old) - 1) into ``new``."""
+    omask = np.uint64(old.shape[0] - 1)
+    nmask = np.uint64(new.shape[0] - 1)
+    for s in range(old.shape[0]):
+        w = old[s]
+        if w != 0:
+            ref = lo + ((np.uint64(s) - lo) & omask)
+            new[np.int64(ref & nmask)] = w
 
 
 @numba.njit(cache=True, _nrt=False)
@@ -550,10 +731,11 @@ def _rebuild_lhash(levels, top, lhash, shift):
     mask = lhash.shape[0] - 1
     for n in range(top):
         if levels[n].orders > 0:
-            h = _lslot(levels[n].key, shift)
+            key = (np.uint64(levels[n].ls) << np.uint64(32)) | np.uint64(levels[n].price)
+            h = _lslot(key, shift)
             while lhash[h].node >= 0:
                 h = (h + 1) & mask
-            lhash[h].key = levels[n].key
+            lhash[h].key = key
             lhash[h].node = n
 
 
@@ -584,6 +766,12 @@ def _shift(capacity: int) -> np.uint64:
     return np.uint64(64 - (capacity.bit_length() - 1))
 
 
+def _empty_ovf(slots: int) -> np.ndarray:
+    ovf = np.zeros(slots, _ORDER_SLOT)
+    ovf["level"] = -1
+    return ovf
+
+
 class Book:
     """Order-level book for every stock locate, fed incrementally with order events.
 
@@ -592,8 +780,10 @@ class Book:
     depth : int, keyword-only
         Levels per side in each record (N of :func:`hftaccel.spec.book.book_record_dtype`).
     order_capacity : int, keyword-only
-        Initial order-table slots (rounded up to a power of two, at least 16). The table
-        doubles, between Numba calls, before more than :data:`MAX_ORDER_LOAD` of it is live.
+        Initial slots of the order window ring (rounded up to a power of two, at least 16):
+        the span of order reference numbers found directly. The ring doubles, between Numba
+        calls, before more than :data:`MAX_ORDER_LOAD` of it is live; live orders overtaken by
+        the window go to the overflow table, which grows the same way.
 
     Raises
     ------
@@ -603,25 +793,28 @@ class Book:
     Notes
     -----
     Source: NASDAQ TotalView-ITCH 5.0, sections 4.3-4.5.1; record layout
-    :mod:`hftaccel.spec.book`. Semantics of every message and of rejected events: see the
-    module docstring.
+    :mod:`hftaccel.spec.book`. Semantics of every message, of rejected events and the data
+    structures: see the module docstring.
     """
 
     def __init__(self, *, depth: int = BOOK_DEPTH, order_capacity: int = ORDER_TABLE_SIZE):
         self._dtype = book_record_dtype(depth)
         if not isinstance(order_capacity, (int, np.integer)) or order_capacity < 1:
             raise ValueError(f"order_capacity must be a positive integer, got {order_capacity!r}")
+        _check_layout(self._dtype, depth)
         self.depth = depth
-        self._wo = _word_offsets(self._dtype)
         cap = _pow2_at_least(int(order_capacity))
-        self._orders = np.zeros(cap, _ORDER_SLOT)
-        self._orders["level"] = -1
-        self._st = np.array([0, _NO_FREE, 0, 0], np.int64)
+        self._ring = np.zeros(cap, np.uint64)
+        self._win = np.zeros(1, np.uint64)  # lo: the first reference number of the window
+        self._ovf = _empty_ovf(_OVF_INITIAL)
+        self._st = np.array([0, _NO_FREE, 0, 0, 0], np.int64)
         self._new_levels(max(64, cap // 64), None)
         self._head = np.full(2 * MAX_LOCATES, -1, np.int32)
         self._tail = np.full(2 * MAX_LOCATES, -1, np.int32)
-        # Top-N snapshot per (locate, side), in record layout (see _snap_* kernels).
-        self._snap = np.zeros((2 * MAX_LOCATES, 3 * depth), np.uint32)
+        # Top-N snapshot per locate in record layout (see the _snap_* kernels); pages of
+        # locates never seen are never touched.
+        self._snap = np.zeros((MAX_LOCATES, 6 * depth), np.uint32)
+        self._snap64 = self._snap.view(np.uint64)
         self._snode = np.zeros((2 * MAX_LOCATES, depth), np.int32)
         self._scnt = np.zeros(2 * MAX_LOCATES, np.int32)
         self._bad_count = np.zeros(len(BAD_REFERENCE_KINDS), np.int64)
@@ -641,10 +834,14 @@ class Book:
             _rebuild_lhash(levels, int(self._st[_ST_TOP]), lhash, _shift(lhash.shape[0]))
 
     def _grow_orders(self) -> None:
-        new = np.zeros(2 * self._orders.shape[0], _ORDER_SLOT)
-        new["level"] = -1
-        _rehash_orders(self._orders, new, _shift(new.shape[0]))
-        self._orders = new
+        new = np.zeros(2 * self._ring.shape[0], np.uint64)
+        _regrow_ring(self._ring, new, self._win[0])
+        self._ring = new
+
+    def _grow_ovf(self) -> None:
+        new = _empty_ovf(2 * self._ovf.shape[0])
+        _rehash_orders(self._ovf, new, _shift(new.shape[0]))
+        self._ovf = new
 
     # -- feeding ---------------------------------------------------------------------------
     def apply(self, events: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
@@ -699,19 +896,21 @@ class Book:
                                  f"seq {int(seq[j])} (event index {j + 1})")
         ev = np.ascontiguousarray(events).view(_EVENT_VIEW)
         rec = np.empty(n, self._dtype) if out is None else out[:n]
-        words = rec.view(np.uint32).reshape(n, self._dtype.itemsize // 4)
+        words = rec.view(np.uint64).reshape(n, self._dtype.itemsize // 8)
         i = k = 0
         while True:
-            limit = int(MAX_ORDER_LOAD * self._orders.shape[0])
             code, i, k = _apply_kernel(
-                ev, i, k, words, self._wo, self.depth, self._orders,
-                _shift(self._orders.shape[0]), limit, self._levels, self._lhash,
-                _shift(self._lhash.shape[0]), self._head, self._tail, self._snap, self._snode,
-                self._scnt, self._st, self._bad_count, self._bad_seq)
+                ev, i, k, words, self.depth, self._ring, self._win, self._ovf,
+                _shift(self._ovf.shape[0]), int(MAX_ORDER_LOAD * self._ring.shape[0]),
+                int(MAX_ORDER_LOAD * self._ovf.shape[0]), self._levels, self._lhash,
+                _shift(self._lhash.shape[0]), self._head, self._tail, self._snap, self._snap64,
+                self._snode, self._scnt, self._st, self._bad_count, self._bad_seq)
             if code == _DONE:
                 break
             if code == _GROW_ORDERS:
                 self._grow_orders()
+            elif code == _GROW_OVF:
+                self._grow_ovf()
             elif code == _GROW_LEVELS:
                 self._new_levels(2 * self._levels.shape[0], self._levels)
             else:
@@ -758,8 +957,8 @@ class Book:
 
     @property
     def order_capacity(self) -> int:
-        """Current number of order-table slots (a power of two)."""
-        return int(self._orders.shape[0])
+        """Current number of order window ring slots (a power of two)."""
+        return int(self._ring.shape[0])
 
     def levels(self, locate: int, side) -> np.ndarray:
         """All levels of one side of one symbol, best first.
