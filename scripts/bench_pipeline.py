@@ -153,7 +153,7 @@ def main(argv=None) -> int:
                   f"{r['features_plus_scoring_events_per_s']:,.0f}",
                   f"{r['onnxruntime_events_per_s']:,.0f}", f"{r['mlp_vs_onnxruntime']:.2f}x",
                   f"{r['onnxruntime_mismatches']:,}")
-    Console().print(t)
+    Console(width=max(160, Console().width)).print(t)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"JSON: {args.out}")

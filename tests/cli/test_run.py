@@ -133,3 +133,30 @@ def test_malformed_input_is_named(tmp_path):
 def test_missing_input():
     res = runner.invoke(app, ["run", "/nonexistent/x.itch"])
     assert res.exit_code == 2 and "no such input file" in res.output
+
+
+def test_convert_then_run_checks_the_book(tmp_path):
+    """LOBSTER -> MoldUDP64 pcap with the CLI, then replay it: the LOBSTER files beside it are
+    found and the book is checked on every row."""
+    for kind in ("message", "orderbook"):
+        name = f"AMZN_2012-06-21_34200000_57600000_{kind}_1.csv.gz"
+        shutil.copy(source.embedded_sample().parent / name, tmp_path / name)
+    pcap = tmp_path / "AMZN_2012-06-21_vlan.pcapng"
+    res = runner.invoke(app, ["convert", str(tmp_path / "AMZN_2012-06-21_34200000_57600000_"
+                                               "message_1.csv.gz"), str(pcap)])
+    assert res.exit_code == 0, res.output
+    s = _run_json(pcap)
+    assert s["kind"] == "pcap" and s["book_check"]["mismatches"] == 0
+    assert s["book_check"]["rows"] == 57_515
+
+
+def test_generate_then_run(tmp_path):
+    out = tmp_path / "synth.itch.gz"
+    res = runner.invoke(app, ["generate", str(out), "--messages", "20000", "--symbols", "50",
+                              "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    s = _run_json(out)
+    assert s["kind"] == "itch" and s["book_check"] is None
+    assert sum(s["bad_references"].values()) == 0
+    assert s["messages_by_type"]["R"] == 50
+    assert s["book_updates"] == sum(s["messages_by_type"].get(t, 0) for t in "AFECXDUP")
