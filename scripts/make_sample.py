@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hftaccel.backends.check import check_level1
 from hftaccel.feeds import itch, lobster, moldudp64
 from hftaccel.golden import book as golden_book
 
@@ -50,7 +51,7 @@ def build(out: Path, *, check_only: bool = False,
     conv = lobster.to_itch(msgs, ob, stock="AMZN")
     t2 = time.perf_counter()
     records, bad = golden_book.replay(itch.order_events(conv.messages))
-    mism = lobster.level1_mismatches(records, conv.main_seq, ob)
+    mism = check_level1(records, conv.main_seq, ob).mask
     if mism.any() or any(bad.values()):
         raise SystemExit(f"conversion check failed: {int(mism.sum())} rows differ from "
                          f"LOBSTER's book, bad references {bad}")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hftaccel.backends.check import check_level1
 from hftaccel.feeds import itch, lobster
 from hftaccel.golden import book as golden_book
 from hftaccel.spec import itch as spec
@@ -208,7 +209,7 @@ def test_scenario_replays_lobster_book(scenario):
     msgs, ob, conv = scenario
     records, bad = golden_book.replay(itch.order_events(conv.messages))
     assert not any(bad.values()), bad
-    mism = lobster.level1_mismatches(records, conv.main_seq, ob)
+    mism = check_level1(records, conv.main_seq, ob).mask
     assert not mism.any(), np.flatnonzero(mism)
 
 
@@ -281,7 +282,7 @@ def test_amzn_golden_book_equals_lobster_on_every_row(amzn):
     records, bad = golden_book.replay(itch.order_events(conv.messages))
     assert bad == dict.fromkeys(bad, 0)
     assert len(conv.main_seq) == len(ob) == 57_515
-    mism = lobster.level1_mismatches(records, conv.main_seq, ob)
+    mism = check_level1(records, conv.main_seq, ob).mask
     assert int(mism.sum()) == 0, np.flatnonzero(mism)[:10]
     assert conv.unmatched_rows == 0
 

@@ -12,11 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BookCheck", "check_level1", "LOBSTER_EMPTY_ASK", "LOBSTER_EMPTY_BID"]
+from hftaccel.feeds import lobster
 
-#: LOBSTER's dummy prices for unoccupied levels (LOBSTER_SampleFiles_ReadMe.txt).
-LOBSTER_EMPTY_ASK = 9_999_999_999
-LOBSTER_EMPTY_BID = -9_999_999_999
+__all__ = ["BookCheck", "check_level1"]
 
 
 @dataclass
@@ -31,11 +29,14 @@ class BookCheck:
         Rows whose best bid/offer (price and shares, both sides) differ.
     first_mismatch : dict or None
         Row index, sequence number, LOBSTER's and our level 1, for the first mismatching row.
+    mask : np.ndarray of bool, shape (rows,) or None
+        True for every row that differs.
     """
 
     rows: int
     mismatches: int
     first_mismatch: dict | None = None
+    mask: np.ndarray | None = None
 
     def as_dict(self) -> dict:
         return {"rows": self.rows, "mismatches": self.mismatches,
@@ -43,7 +44,7 @@ class BookCheck:
 
 
 def check_level1(records: np.ndarray, main_seq: np.ndarray, orderbook: np.ndarray,
-                 *, stock_locate: int) -> BookCheck:
+                 *, stock_locate: int | None = None) -> BookCheck:
     """Compare level 1 of the book after each LOBSTER row with LOBSTER's orderbook.
 
     Parameters
@@ -51,64 +52,44 @@ def check_level1(records: np.ndarray, main_seq: np.ndarray, orderbook: np.ndarra
     records : np.ndarray of BOOK_RECORD_DTYPE, shape (m,)
         Book records of the replay, sorted by ``seq`` (any symbols).
     main_seq : np.ndarray of uint64, shape (n,)
-        Sequence number of the ITCH message each LOBSTER row became.
-    orderbook : np.ndarray, shape (n,) structured or (n, >=4) int64
-        LOBSTER orderbook rows: ask price, ask size, bid price, bid size (level 1 first).
-    stock_locate : int
-        The symbol the LOBSTER files describe.
+        Sequence number of the ITCH message each LOBSTER row became (the converter's
+        ``main_seq``, plus the first MoldUDP64 sequence number for a capture).
+    orderbook : np.ndarray of :func:`hftaccel.feeds.lobster.orderbook_dtype`, shape (n,)
+        LOBSTER's orderbook rows (empty levels as LOBSTER's dummy prices).
+    stock_locate : int, optional
+        The symbol the LOBSTER files describe; None when ``records`` hold that symbol only.
 
     Returns
     -------
     BookCheck
+        ``mask`` (bool, shape (n,)) marks the rows that differ.
 
     Raises
     ------
     ValueError
         ``main_seq`` and ``orderbook`` have different lengths.
     """
-    ob = _as_matrix(orderbook)
     main_seq = np.asarray(main_seq, dtype=np.uint64)
-    if ob.shape[0] != main_seq.shape[0]:
-        raise ValueError(f"{main_seq.shape[0]} LOBSTER messages but {ob.shape[0]} orderbook rows")
-    rec = records[records["stock_locate"] == stock_locate]
+    if len(orderbook) != main_seq.shape[0]:
+        raise ValueError(f"{main_seq.shape[0]} LOBSTER messages but {len(orderbook)} "
+                         "orderbook rows")
+    rec = records if stock_locate is None else records[records["stock_locate"] == stock_locate]
     idx = np.searchsorted(rec["seq"], main_seq, side="right") - 1
-    have = idx >= 0
-    safe = np.where(have, idx, 0)
-    ours = np.zeros((main_seq.shape[0], 4), np.int64)
-    if rec.shape[0]:
-        ours[:, 0] = rec["ask_price"][safe, 0]
-        ours[:, 1] = rec["ask_shares"][safe, 0]
-        ours[:, 2] = rec["bid_price"][safe, 0]
-        ours[:, 3] = rec["bid_shares"][safe, 0]
-    ours[~have] = 0
-    theirs = ob[:, :4].copy()
-    empty_ask = theirs[:, 0] >= LOBSTER_EMPTY_ASK
-    empty_bid = theirs[:, 2] <= LOBSTER_EMPTY_BID
-    theirs[empty_ask, 0:2] = 0
-    theirs[empty_bid, 2:4] = 0
-    bad = np.flatnonzero((ours != theirs).any(axis=1))
+    got = rec[np.clip(idx, 0, None)] if rec.shape[0] else None
+    want = lobster.level1(orderbook)
+    bad = np.zeros(main_seq.shape[0], bool)
+    ours = {}
+    for name, theirs in want.items():
+        have = np.zeros(main_seq.shape[0], np.int64)
+        if got is not None:
+            have = np.where(idx >= 0, got[name][:, 0].astype(np.int64), 0)
+        ours[name] = have
+        bad |= have != theirs
+    rows = np.flatnonzero(bad)
     first = None
-    if bad.shape[0]:
-        i = int(bad[0])
-        names = ("ask_price", "ask_shares", "bid_price", "bid_shares")
+    if rows.shape[0]:
+        i = int(rows[0])
         first = {"row": i, "seq": int(main_seq[i]),
-                 "lobster": dict(zip(names, map(int, theirs[i]))),
-                 "ours": dict(zip(names, map(int, ours[i])))}
-    return BookCheck(int(main_seq.shape[0]), int(bad.shape[0]), first)
-
-
-def _as_matrix(orderbook) -> np.ndarray:
-    ob = np.asarray(orderbook)
-    if ob.dtype.names:
-        names = ob.dtype.names
-        cols = []
-        for n in names:
-            col = ob[n]
-            cols.append(col.reshape(col.shape[0], -1) if col.ndim > 1 else col[:, None])
-        # structured with per-level arrays: interleave ask px, ask sz, bid px, bid sz level 1
-        want = ("ask_price", "ask_size", "bid_price", "bid_size")
-        if all(w in names for w in want):
-            return np.stack([np.asarray(ob[w]).reshape(ob.shape[0], -1)[:, 0] for w in want],
-                            axis=1).astype(np.int64)
-        return np.concatenate(cols, axis=1).astype(np.int64)
-    return ob.astype(np.int64)
+                 "lobster": {k: int(v[i]) for k, v in want.items()},
+                 "ours": {k: int(v[i]) for k, v in ours.items()}}
+    return BookCheck(int(main_seq.shape[0]), int(rows.shape[0]), first, bad)

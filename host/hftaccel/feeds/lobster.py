@@ -44,7 +44,6 @@ __all__ = [
     "Conversion",
     "to_itch",
     "level1",
-    "level1_mismatches",
 ]
 
 #: One LOBSTER message-file row. ``time_ns``: ns after midnight (parsed exactly from the decimal
@@ -756,34 +755,3 @@ def level1(orderbook: np.ndarray) -> dict:
             "bid_shares": np.where(bid_empty, 0, orderbook["bid_size"][:, 0]),
             "ask_price": np.where(ask_empty, 0, ap),
             "ask_shares": np.where(ask_empty, 0, orderbook["ask_size"][:, 0])}
-
-
-def level1_mismatches(records: np.ndarray, row_seq: np.ndarray, orderbook: np.ndarray
-                      ) -> np.ndarray:
-    """Rows whose level 1 differs from the replayed book after the row's message.
-
-    Parameters
-    ----------
-    records : np.ndarray of :func:`hftaccel.spec.book.book_record_dtype`, shape (m,)
-        Book records of one stock sorted by ``seq`` (e.g. from ``hftaccel.golden.book.replay``).
-    row_seq : np.ndarray of int, shape (n_rows,)
-        Sequence number of each row's message in the records' numbering
-        (:attr:`Conversion.main_seq`, plus ``first_seq`` for a MoldUDP64 capture).
-    orderbook : np.ndarray of :func:`orderbook_dtype`, shape (n_rows,)
-
-    Returns
-    -------
-    np.ndarray[bool], shape (n_rows,)
-        True where the book after the row's message (the last record with ``seq <=`` the row's;
-        an empty book before the first record) differs from the orderbook row's level 1.
-    """
-    if len(row_seq) != len(orderbook):
-        raise ValueError(f"{len(row_seq)} row sequence numbers for {len(orderbook)} book rows")
-    idx = np.searchsorted(records["seq"], np.asarray(row_seq, np.uint64), side="right") - 1
-    got = records[np.clip(idx, 0, None)]
-    want = level1(orderbook)
-    bad = np.zeros(len(orderbook), bool)
-    for k, v in want.items():
-        have = np.where(idx >= 0, got[k][:, 0].astype(np.int64), 0)
-        bad |= have != v
-    return bad
