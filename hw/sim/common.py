@@ -385,11 +385,22 @@ def _itch_top():
     return ItchParser()
 
 
+def _factory(module: str, cls: str):
+    """Lazy factory ``hftaccel.rtl.<module>.<cls>(**params)``."""
+    def make(**params):
+        import importlib
+        return getattr(importlib.import_module(f"hftaccel.rtl.{module}"), cls)(**params)
+    return make
+
+
 #: name -> (Verilog top name, component factory, cocotb test module)
 DUTS = {
     "eth": ("eth_rx", _eth_top, "hftaccel.sim.test_eth"),
     "moldudp64": ("mold_rx", _mold_top, "hftaccel.sim.test_moldudp64"),
     "itch": ("itch_parser", _itch_top, "hftaccel.sim.test_itch"),
+    "risk": ("risk_gate", _factory("risk", "RiskGate"), "hftaccel.sim.test_risk"),
+    "ouch": ("ouch_tx", _factory("ouch", "OuchTx"), "hftaccel.sim.test_ouch"),
+    "book": ("order_book", _factory("book", "OrderBook"), "hftaccel.sim.test_book"),
 }
 
 _VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTH", "-Wno-UNOPTFLAT", "-Wno-CASEINCOMPLETE",
