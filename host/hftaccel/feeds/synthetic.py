@@ -35,6 +35,7 @@ import numpy as np
 
 from hftaccel.feeds import itch
 from hftaccel.spec.book import MAX_LOCATES
+from hftaccel.spec.itch import TICK_SIZE
 
 __all__ = [
     "DEFAULT_MIX",
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 #: Price grid step in ``Price(4)`` units (1/10,000 USD): one cent.
-TICK = 100
+TICK = TICK_SIZE
 
 #: Default probabilities of the order-flow actions (before the consistency fallbacks: an action
 #: on a symbol with no live order becomes an add, an add on a symbol at its live-order cap

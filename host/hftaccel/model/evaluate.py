@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hftaccel.spec.itch import TICK_SIZE
+
 __all__ = ["mark_to_market"]
 
 
@@ -37,7 +39,7 @@ def _later_index(locates: np.ndarray, horizon: int) -> np.ndarray:
 
 
 def mark_to_market(records: np.ndarray, side: np.ndarray, *, horizon: int, start: int = 0,
-                   shares: int = 100, tick_size: int = 100) -> dict:
+                   shares: int = 100, tick_size: int = TICK_SIZE) -> dict:
     """Evaluate signals against the book ``horizon`` updates later.
 
     Parameters

@@ -123,6 +123,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .itch import TICK_SIZE as _ITCH_TICK_SIZE
+
 __all__ = [
     "FEATURE_SPEC_VERSION",
     "TICK_SIZE", "TICK_RECIP_SHIFT", "TICK_RECIP",
@@ -142,8 +144,8 @@ __all__ = [
 FEATURE_SPEC_VERSION = "hftaccel-features-1.0"
 
 # --- ticks -----------------------------------------------------------------------------------
-#: Tick size in ITCH Price(4) units (1/10,000 USD): $0.01 (Reg NMS minimum for prices >= $1).
-TICK_SIZE = 100
+#: Tick size in ITCH Price(4) units (1/10,000 USD), from :data:`hftaccel.spec.itch.TICK_SIZE`.
+TICK_SIZE = _ITCH_TICK_SIZE
 #: Shift of the reciprocal-multiply that turns price differences into ticks.
 TICK_RECIP_SHIFT = 24
 #: ``round(2**TICK_RECIP_SHIFT / TICK_SIZE)`` = 167772 (an 18-bit constant: one DSP multiply).

@@ -31,6 +31,7 @@ __all__ = [
     "ORDER_EVENT_DTYPE",
     "PRICE4_SCALE",
     "PRICE8_SCALE",
+    "TICK_SIZE",
     "SIDE_BUY",
     "SIDE_SELL",
     "SYSTEM_EVENT_CODES",
@@ -40,6 +41,10 @@ __all__ = [
 PRICE4_SCALE = 10_000
 #: Price(8): integer price with eight implied decimals (MWCB decline levels, spec 1.3).
 PRICE8_SCALE = 100_000_000
+
+#: Tick size in Price(4) units: $0.01, the Reg NMS (Rule 612) minimum increment for quotes of
+#: NMS stocks priced at $1.00 or more. Features, the risk collar and the generators use it.
+TICK_SIZE = 100
 
 #: Buy/Sell Indicator values (ASCII) as stored in decoded ``side`` fields.
 SIDE_BUY = ord("B")

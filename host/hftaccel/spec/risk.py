@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from .itch import TICK_SIZE
 from .ouch import MAX_PRICE
 
 __all__ = [
@@ -129,7 +130,7 @@ class RiskConfig:
     lot_size: int = 100
     price_policy: int = POLICY_TAKE
     price_offset_ticks: int = 0
-    tick_size: int = 100
+    tick_size: int = TICK_SIZE
     collar_ticks: int = 10
     max_order_size: int = 1_000
     max_position: int = 1_000
