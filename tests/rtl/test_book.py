@@ -1,0 +1,47 @@
+"""Order book gateware (hftaccel.rtl.book) cocotb testbench, run through cocotb's runner.
+
+The test build uses small capacities (depth 4, 1024 order slots in 8-way rows, 4 symbols,
+16 levels per side) so Verilator builds in a couple of minutes; the slow variants repeat the
+tests with the long random stream (``TB_FULL=1``) and at the default depth on Icarus.
+"""
+
+import json
+import shutil
+
+import pytest
+
+pytestmark = pytest.mark.sim
+
+amaranth = pytest.importorskip("amaranth", reason="amaranth not installed (pip install .[hw])")
+cocotb = pytest.importorskip("cocotb", reason="cocotb not installed (pip install .[hw])")
+
+from hftaccel.sim.common import build_and_run  # noqa: E402
+
+TEST_PARAMS = {"depth": 4, "order_slots": 1024, "max_probe": 8, "n_symbols": 4, "levels": 16}
+
+
+def _run(sim, params, full=False, testcase=None):
+    exe = {"verilator": "verilator", "icarus": "iverilog"}[sim]
+    if shutil.which(exe) is None:
+        pytest.skip(f"{exe} not on PATH (Debian: apt-get install {exe})")
+    env = {"BOOK_PARAMS": json.dumps(params)}
+    if full:
+        env["TB_FULL"] = "1"
+    n, failed, xml = build_and_run("book", sim=sim, params=params, extra_env=env,
+                                   testcase=testcase)
+    assert n > 0, f"no cocotb tests ran for book on {sim} ({xml})"
+    assert failed == 0, f"{failed} of {n} cocotb tests failed for book on {sim}; see {xml}"
+
+
+def test_verilator():
+    _run("verilator", TEST_PARAMS)
+
+
+@pytest.mark.slow
+def test_verilator_full():
+    _run("verilator", TEST_PARAMS, full=True)
+
+
+@pytest.mark.slow
+def test_icarus():
+    _run("icarus", TEST_PARAMS)
