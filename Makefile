@@ -51,10 +51,10 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python scripts/bench_book.py
 	$(BIN)/python scripts/bench_pipeline.py
 
-# Every cocotb testbench, long inputs included, on Verilator and on Icarus.
+# Every cocotb testbench, long inputs included, on Verilator and on Icarus (the same tests
+# pytest runs; `make -C hw/sim DUT=... SIM=...` runs one testbench interactively).
 sim: $(VENV)/.stamp-test sim-deps
-	$(MAKE) -C hw/sim PYTHON=$(abspath $(BIN)/python) SIM=verilator FULL=1
-	$(MAKE) -C hw/sim PYTHON=$(abspath $(BIN)/python) SIM=icarus
+	$(BIN)/python -m pytest tests/rtl -m sim $(PYTEST_ARGS)
 
 clean:
 	rm -rf build out .pytest_cache .hypothesis

@@ -147,6 +147,19 @@ class TB:
         for _ in range(n):
             await FallingEdge(self.dut.clk)
 
+    async def drain(self, *sources, timeout: int = 200_000, tail: int = 20, what: str = "items"):
+        """Wait until every source driver has sent all it holds, then ``tail`` more cycles for
+        the pipeline to empty; raise ``AssertionError`` naming what is stuck after ``timeout``
+        cycles."""
+        for _ in range(timeout):
+            if all(s.empty() for s in sources):
+                break
+            await self.cycles(1)
+        else:
+            left = ", ".join(str(len(s.queue)) for s in sources)
+            raise AssertionError(f"DUT stuck with {left} {what} queued")
+        await self.cycles(tail)
+
     def counter(self, name: str) -> int:
         return int(getattr(self.dut, name).value)
 
@@ -411,6 +424,24 @@ _VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTH", "-Wno-UNOPTFLAT", "-Wno-CASEINCOM
 def simulator_available(sim: str) -> bool:
     """Whether the simulator's executable is on PATH."""
     return shutil.which({"verilator": "verilator", "icarus": "iverilog"}[sim]) is not None
+
+
+def run_testbench(dut: str, sim: str = "verilator", *, full: bool = False, params=None,
+                  extra_env=None, testcase=None) -> None:
+    """pytest entry: build ``dut`` and run its cocotb tests; skip with a reason when the
+    simulator is missing; fail unless every cocotb test passed. ``full`` adds the long inputs
+    (``TB_FULL=1``)."""
+    import pytest
+
+    if not simulator_available(sim):
+        exe = {"verilator": "verilator", "icarus": "iverilog"}[sim]
+        pytest.skip(f"{exe} not on PATH (Debian: apt-get install {exe})")
+    env = dict(extra_env or {})
+    if full:
+        env["TB_FULL"] = "1"
+    n, failed, xml = build_and_run(dut, sim=sim, testcase=testcase, extra_env=env, params=params)
+    assert n > 0, f"no cocotb tests ran for {dut} on {sim} ({xml})"
+    assert failed == 0, f"{failed} of {n} cocotb tests failed for {dut} on {sim}; see {xml}"
 
 
 def build_and_run(dut: str, *, sim: str = "verilator", testcase=None, extra_env=None,

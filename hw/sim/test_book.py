@@ -56,13 +56,7 @@ class BookTB(TB):
             self.src.send_nowait({n: int(e[n]) for n in _FIELDS})
 
     async def settle(self, timeout=1_000_000):
-        for _ in range(timeout):
-            if self.src.empty():
-                break
-            await self.cycles(1)
-        else:
-            raise AssertionError(f"DUT stuck with {len(self.src.queue)} events queued")
-        await self.cycles(40)
+        await self.drain(self.src, timeout=timeout, tail=40, what="events")
 
 
 def events(rows) -> np.ndarray:

@@ -33,13 +33,7 @@ class ItchTB(TB):
                               "meta": {"seq": seq}})
 
     async def settle(self, timeout=200_000):
-        for _ in range(timeout):
-            if self.src.empty():
-                break
-            await self.cycles(1)
-        else:
-            raise AssertionError(f"DUT stuck with {len(self.src.queue)} messages queued")
-        await self.cycles(20)
+        await self.drain(self.src, timeout=timeout, tail=20, what="messages")
 
 
 def _as_int(value, size):

@@ -50,13 +50,7 @@ class OuchTB(TB):
         return [raw[k:k + size] for k in range(0, len(raw), size)]
 
     async def settle(self, timeout=200_000):
-        for _ in range(timeout):
-            if self.src.empty():
-                break
-            await self.cycles(1)
-        else:
-            raise AssertionError(f"DUT stuck with {len(self.src.queue)} orders queued")
-        await self.cycles(40)
+        await self.drain(self.src, timeout=timeout, tail=40, what="orders")
 
 
 async def check(tb: OuchTB, decisions: np.ndarray, symbols: dict) -> list:

@@ -53,13 +53,7 @@ class RiskTB(TB):
                 "stock_locate": int(u["stock_locate"])})
 
     async def settle(self, timeout=200_000):
-        for _ in range(timeout):
-            if self.src.empty():
-                break
-            await self.cycles(1)
-        else:
-            raise AssertionError(f"DUT stuck with {len(self.src.queue)} updates queued")
-        await self.cycles(20)
+        await self.drain(self.src, timeout=timeout, tail=20, what="updates")
 
     def received(self) -> list:
         out = []

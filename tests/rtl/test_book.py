@@ -6,7 +6,6 @@ tests with the long random stream (``TB_FULL=1``) and at the default depth on Ic
 """
 
 import json
-import shutil
 
 import pytest
 
@@ -15,22 +14,14 @@ pytestmark = pytest.mark.sim
 amaranth = pytest.importorskip("amaranth", reason="amaranth not installed (pip install .[hw])")
 cocotb = pytest.importorskip("cocotb", reason="cocotb not installed (pip install .[hw])")
 
-from hftaccel.sim.common import build_and_run  # noqa: E402
+from hftaccel.sim.common import run_testbench  # noqa: E402
 
 TEST_PARAMS = {"depth": 4, "order_slots": 1024, "max_probe": 8, "n_symbols": 4, "levels": 16}
 
 
 def _run(sim, params, full=False, testcase=None):
-    exe = {"verilator": "verilator", "icarus": "iverilog"}[sim]
-    if shutil.which(exe) is None:
-        pytest.skip(f"{exe} not on PATH (Debian: apt-get install {exe})")
-    env = {"BOOK_PARAMS": json.dumps(params)}
-    if full:
-        env["TB_FULL"] = "1"
-    n, failed, xml = build_and_run("book", sim=sim, params=params, extra_env=env,
-                                   testcase=testcase)
-    assert n > 0, f"no cocotb tests ran for book on {sim} ({xml})"
-    assert failed == 0, f"{failed} of {n} cocotb tests failed for book on {sim}; see {xml}"
+    run_testbench("book", sim, full=full, params=params, testcase=testcase,
+                  extra_env={"BOOK_PARAMS": json.dumps(params)})
 
 
 def test_verilator():

@@ -6,8 +6,6 @@ cocotb test of hw/sim/test_risk.py / test_ouch.py against the golden model; the 
 repeat them with the long inputs (``TB_FULL=1``) and with other parameter sets.
 """
 
-import shutil
-
 import pytest
 
 pytestmark = pytest.mark.sim
@@ -15,23 +13,13 @@ pytestmark = pytest.mark.sim
 amaranth = pytest.importorskip("amaranth", reason="amaranth not installed (pip install .[hw])")
 cocotb = pytest.importorskip("cocotb", reason="cocotb not installed (pip install .[hw])")
 
-from hftaccel.sim.common import build_and_run  # noqa: E402
+from hftaccel.sim.common import run_testbench  # noqa: E402
 
 DUTS = ["risk", "ouch"]
 
 
-def _need(sim):
-    exe = {"verilator": "verilator", "icarus": "iverilog"}[sim]
-    if shutil.which(exe) is None:
-        pytest.skip(f"{exe} not on PATH (Debian: apt-get install {exe})")
-
-
 def _run(dut, sim, full=False, params=None):
-    _need(sim)
-    env = {"TB_FULL": "1"} if full else {}
-    n, failed, xml = build_and_run(dut, sim=sim, extra_env=env, params=params)
-    assert n > 0, f"no cocotb tests ran for {dut} on {sim} ({xml})"
-    assert failed == 0, f"{failed} of {n} cocotb tests failed for {dut} on {sim}; see {xml}"
+    run_testbench(dut, sim, full=full, params=params)
 
 
 @pytest.mark.parametrize("dut", DUTS)
