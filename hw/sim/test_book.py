@@ -8,7 +8,7 @@ Streams stay within the DUT's capacities (order table ways, levels per side) exc
 ``test_capacity``, which checks the ``table_full`` and ``level_full`` counters.
 
 The DUT's parameters come from the environment (``BOOK_PARAMS``, JSON keyword arguments of
-:class:`~hftaccel.rtl.book.OrderBook`), set by ``tests/rtl/test_book.py``.
+:class:`~hftaccel.rtl.book.OrderBook`), set by ``tests/rtl/test_rtl_book.py``.
 """
 
 from __future__ import annotations
