@@ -53,18 +53,6 @@ def run(
     from hftaccel.backends import cpu
     from hftaccel.feeds.itch import ItchError
 
-    risk_config = None
-    if kill_switch:
-        import dataclasses
-
-        from hftaccel.golden import mlp
-        from hftaccel.spec.risk import RiskConfig
-
-        exp = int(mlp.load(model or cpu.default_model()).output_exp.max())
-        thr = int(round(threshold * 2.0 ** -exp))
-        risk_config = dataclasses.replace(
-            RiskConfig(buy_threshold=thr, sell_threshold=thr,
-                       max_gross_notional=cpu.DEFAULT_SESSION_NOTIONAL), kill_switch=1)
     with _progress() as bar:
         tasks = {}
 
@@ -75,7 +63,7 @@ def run(
 
         try:
             result = cpu.run(input, lenient=lenient, depth=depth, model=model,
-                             risk_config=risk_config, threshold_logit=threshold, progress=tick)
+                             threshold_logit=threshold, kill_switch=kill_switch, progress=tick)
         except (ItchError, ValueError, FileNotFoundError) as exc:
             _fail(exc)
     summary = result.summary

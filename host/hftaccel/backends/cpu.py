@@ -180,7 +180,7 @@ def symbol_table(messages: dict) -> np.ndarray:
 
 
 def run(path=None, *, lenient: bool = False, depth: int = BOOK_DEPTH,
-        model=None, risk_config=None, threshold_logit: float = 1.0,
+        model=None, risk_config=None, threshold_logit: float = 1.0, kill_switch: bool = False,
         chunk_events: int = 200_000, progress=None) -> RunResult:
     """Replay ``path`` (or the embedded sample) through the CPU golden pipeline.
 
@@ -204,6 +204,8 @@ def run(path=None, *, lenient: bool = False, depth: int = BOOK_DEPTH,
     threshold_logit : float
         Default decision threshold in logits (margin of the up/down logit over the others),
         converted to the model's integer logit scale.
+    kill_switch : bool
+        Start the default risk config with its kill switch on (every intent is blocked).
     chunk_events : int
         Events handed to the book per call (progress granularity).
     progress : callable, optional
@@ -242,7 +244,8 @@ def run(path=None, *, lenient: bool = False, depth: int = BOOK_DEPTH,
     if risk_config is None:
         thr = int(round(threshold_logit * 2.0 ** -int(engine.output_exp.max())))
         risk_config = RiskConfig(buy_threshold=thr, sell_threshold=thr,
-                                 max_gross_notional=DEFAULT_SESSION_NOTIONAL)
+                                 max_gross_notional=DEFAULT_SESSION_NOTIONAL,
+                                 kill_switch=int(kill_switch))
     _warm_up(engine, risk_config)
 
     tick = progress or (lambda stage, done, total: None)
@@ -338,7 +341,7 @@ def run(path=None, *, lenient: bool = False, depth: int = BOOK_DEPTH,
     return RunResult(summary, records, feed, {"scoring": scoring})
 
 
-_WARM = set()
+_warmed = False
 
 
 def _warm_up(engine, risk_config) -> None:
@@ -348,7 +351,8 @@ def _warm_up(engine, risk_config) -> None:
 
     from hftaccel.feeds import moldudp64
 
-    if "done" in _WARM:
+    global _warmed
+    if _warmed:
         return
     a = itch.empty("A", 2)
     a["seq"] = [0, 1]
@@ -367,7 +371,7 @@ def _warm_up(engine, risk_config) -> None:
         itch.decode(itch.frame(*itch.encode(msgs)), events=True)
     records = Book().apply(itch.order_events(msgs))
     score(records, engine, risk_config, symbol_table({}))
-    _WARM.add("done")
+    _warmed = True
 
 
 def _text(session) -> str:

@@ -10,7 +10,6 @@ so the replay can be checked against LOBSTER's own book.
 from __future__ import annotations
 
 import gzip
-import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -211,11 +210,3 @@ def open_feed(path, *, lenient: bool = False, udp_port: int | None = None) -> Fe
 def _ticker(path: Path) -> str:
     m = re.match(r"^([A-Za-z.]+)_\d{4}-\d{2}-\d{2}", path.name)
     return m.group(1).upper() if m else "LOBSTER"
-
-
-def is_sample(path) -> bool:
-    """True when ``path`` is the embedded sample."""
-    try:
-        return os.path.samefile(path, embedded_sample())
-    except (OSError, FileNotFoundError):
-        return False

@@ -1,9 +1,10 @@
-"""Risk gate and OUCH serializer gateware cocotb testbenches, run through cocotb's runner.
+"""Gateware stages (eth, moldudp64, itch, risk, ouch): cocotb testbenches through cocotb's runner.
 
-Each test generates Verilog from the Amaranth component (``hftaccel.rtl.risk.RiskGate``,
-``hftaccel.rtl.ouch.OuchTx``), builds it in its own folder under build/sim/ and runs every
-cocotb test of hw/sim/test_risk.py / test_ouch.py against the golden model; the slow variants
-repeat them with the long inputs (``TB_FULL=1``) and with other parameter sets.
+Each test generates Verilog from the Amaranth component, builds it in its own folder under
+build/sim/ and runs every cocotb test of the matching hw/sim/test_*.py module against the
+golden model; the fast variants run the standard inputs, the slow ones repeat them with the
+long inputs (``TB_FULL=1``), with other parameter sets and on Icarus. The order book has its
+own file (test_rtl_book.py) because its test build uses reduced capacities.
 """
 
 import pytest
@@ -15,22 +16,18 @@ cocotb = pytest.importorskip("cocotb", reason="cocotb not installed (pip install
 
 from hftaccel.sim.common import run_testbench  # noqa: E402
 
-DUTS = ["risk", "ouch"]
-
-
-def _run(dut, sim, full=False, params=None):
-    run_testbench(dut, sim, full=full, params=params)
+DUTS = ["eth", "moldudp64", "itch", "risk", "ouch"]
 
 
 @pytest.mark.parametrize("dut", DUTS)
 def test_verilator(dut):
-    _run(dut, "verilator")
+    run_testbench(dut, "verilator")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dut", DUTS)
 def test_verilator_full(dut):
-    _run(dut, "verilator", full=True)
+    run_testbench(dut, "verilator", full=True)
 
 
 @pytest.mark.slow
@@ -39,10 +36,10 @@ def test_verilator_full(dut):
     ("ouch", {"soup": False}),
 ], ids=["risk-1024-locates", "ouch-unframed"])
 def test_verilator_params(dut, params):
-    _run(dut, "verilator", params=params)
+    run_testbench(dut, "verilator", params=params)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dut", DUTS)
 def test_icarus(dut):
-    _run(dut, "icarus")
+    run_testbench(dut, "icarus")
