@@ -33,8 +33,10 @@ def _fail(exc: Exception) -> None:
 def run(
     input: Optional[Path] = typer.Argument(None, help="ITCH file, pcap/pcapng or LOBSTER message "
                                            "file (default: the embedded AMZN 2012-06-21 sample)"),
-    backend: str = typer.Option("cpu", help="cpu (golden model); gpu and rtl come with their "
-                                "backends"),
+    backend: str = typer.Option("cpu", help="cpu (golden model) or gpu (features and scores "
+                                "in CUDA kernels; falls back to cpu without CuPy or a device)"),
+    strict: bool = typer.Option(False, "--strict", help="with --backend gpu: fail instead of "
+                                "falling back to the CPU when the GPU path is unavailable"),
     out: Optional[Path] = typer.Option(None, help="folder for summary.json and book.parquet"),
     json_out: bool = typer.Option(False, "--json", help="print the JSON summary to stdout"),
     lenient: bool = typer.Option(False, help="count and skip malformed input instead of "
@@ -46,11 +48,19 @@ def run(
                                     "logit over the other classes to buy (sell)"),
     kill_switch: bool = typer.Option(False, "--kill-switch", help="start with the risk gate's "
                                      "kill switch on (every intent is blocked)"),
+    route: Optional[str] = typer.Option(None, "--route", metavar="HOST:PORT", help="send the "
+                                        "orders to this OUCH 5.0 / SoupBinTCP venue"),
+    venue_sim: bool = typer.Option(False, "--venue-sim", help="send the orders to a venue "
+                                   "simulator on loopback filling against the replayed book"),
+    journal: Optional[Path] = typer.Option(None, help="router journal (default: "
+                                           "<out>/router.journal when --out is given)"),
 ) -> None:
     """Replay a trading day through the pipeline: book, features, int8 MLP, risk gate, OUCH."""
-    if backend != "cpu":
-        _fail(ValueError(f"backend {backend!r} is not available in this build (choose cpu)"))
-    from hftaccel.backends import cpu
+    target = _route_target(route, venue_sim)  # bad routing options fail before the replay
+    if backend not in ("cpu", "gpu"):
+        _fail(ValueError(f"backend {backend!r} is not available in this build (choose cpu or "
+                         "gpu)"))
+    from hftaccel.backends import cpu, gpu
     from hftaccel.feeds.itch import ItchError
 
     with _progress() as bar:
@@ -62,11 +72,15 @@ def run(
             bar.update(tasks[stage], completed=done, total=total)
 
         try:
-            result = cpu.run(input, lenient=lenient, depth=depth, model=model,
-                             threshold_logit=threshold, kill_switch=kill_switch, progress=tick)
-        except (ItchError, ValueError, FileNotFoundError) as exc:
+            kw = {"strict": strict} if backend == "gpu" else {}
+            result = (gpu if backend == "gpu" else cpu).run(
+                input, lenient=lenient, depth=depth, model=model, threshold_logit=threshold,
+                kill_switch=kill_switch, progress=tick, **kw)
+        except (ItchError, ValueError, FileNotFoundError, gpu.GpuUnavailableError) as exc:
             _fail(exc)
     summary = result.summary
+    if target is not None:
+        _route(result, summary, target, journal or (out / "router.journal" if out else None))
     if out is not None:
         import pyarrow.parquet as pq
 
@@ -86,6 +100,45 @@ def run(
     check = summary.get("book_check")
     if check and check.get("mismatches"):
         raise typer.Exit(1)
+
+
+def _route_target(route: Optional[str], venue_sim: bool):
+    """``None`` (no routing), ``"sim"`` or ``(host, port)`` from ``--route`` / ``--venue-sim``."""
+    if route is None:
+        return "sim" if venue_sim else None
+    if venue_sim:
+        _fail(ValueError("give either --route HOST:PORT or --venue-sim, not both"))
+    host, _, port = route.rpartition(":")
+    if not host or not port.isdigit():
+        _fail(ValueError(f"--route wants HOST:PORT, got {route!r}"))
+    return host, int(port)
+
+
+def _route(result, summary: dict, target, journal: Optional[Path]) -> None:
+    """Send the run's orders through the router; add fills, position and P&L to ``summary``."""
+    from hftaccel.backends import cpu
+    from hftaccel.router import RouterError, SoupError, pipeline, venue
+    from hftaccel.spec.risk import RiskConfig
+
+    sc = result.extra["scoring"]
+    inp = pipeline.RouteInput.from_decisions(sc.orders, sc.decisions, result.records)
+    market = host = port = None
+    if target == "sim":
+        market = venue.Market.from_records(result.records, cpu.symbol_table(result.feed.messages))
+    else:
+        host, port = target
+    if journal is not None:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+    with console.status(f"routing {inp.orders.shape[0]:,} orders"):
+        try:
+            routing = pipeline.route(inp, risk_config=RiskConfig(**summary["risk_config"]),
+                                     host=host, port=port, market=market, journal=journal)
+        except (RouterError, SoupError, OSError) as exc:
+            _fail(exc)
+    summary["routing"] = routing
+    summary["fills"] = routing["fills"]
+    summary["position"] = routing["position"]
+    summary["pnl_usd"] = routing["pnl_usd"]
 
 
 def _print_summary(s: dict) -> None:
@@ -132,6 +185,16 @@ def _print_summary(s: dict) -> None:
         ok = "[green]OK[/green]" if check["mismatches"] == 0 and check["rows"] else "[red]FAIL[/red]"
         t.add_row("book check vs LOBSTER",
                   f"{check['rows']:,} rows, {check['mismatches']:,} mismatches {ok}")
+    r = s.get("routing")
+    if r is not None:
+        m = r["messages"]
+        t.add_row("routed to", f"{r['venue']} session {r['session']}: {m['enter']:,} sent, "
+                  f"{m['accepted']:,} accepted, {m['rejected']:,} rejected")
+        rej = {k: v for k, v in r["risk_rejects"].items() if v}
+        t.add_row("router risk rejects", ", ".join(f"{k} {v:,}" for k, v in rej.items()) or "none")
+        t.add_row("fills", f"{r['fills']:,} ({r['filled_shares']:,} shares)")
+        t.add_row("position", ", ".join(f"{k} {v:+,}" for k, v in r["position"].items()) or "flat")
+        t.add_row("P&L", f"${r['pnl_usd']:,.2f} (realized ${r['realized_pnl_usd']:,.2f})")
     out.print(t)
 
 
@@ -221,6 +284,51 @@ def generate(
 
     stats = synthetic.write_itch(out, messages, n_symbols=symbols, seed=seed, hawkes=hawkes)
     console.print(f"wrote {out}: {stats}")
+
+
+@app.command()
+def venue(
+    input: Optional[Path] = typer.Argument(None, help="replay whose book the venue fills "
+                                           "against (default: the embedded AMZN sample)"),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(0, help="TCP port (0: any free one, printed)"),
+    username: str = typer.Option("HFT"),
+    password: str = typer.Option(""),
+    latency_us: float = typer.Option(0.0, help="delay before each inbound message is handled"),
+    reject_rate: float = typer.Option(0.0, help="fraction of new orders rejected at random"),
+    reject_symbol: list[str] = typer.Option([], help="reject every order for this symbol"),
+    max_quantity: int = typer.Option(999_999, help="reject orders above this many shares"),
+    speed: float = typer.Option(1.0, help="replay clock speed (x real time)"),
+    seed: int = typer.Option(0),
+) -> None:
+    """OUCH 5.0 / SoupBinTCP 4.0 venue simulator on loopback, filling against a replayed book."""
+    import asyncio
+
+    from hftaccel.backends import cpu
+    from hftaccel.feeds import source
+    from hftaccel.golden.book import Book
+    from hftaccel.router import venue as rvenue
+
+    path = input if input is not None else source.embedded_sample()
+    with console.status(f"replaying {path.name} for the venue's book"):
+        feed = source.open_feed(path)
+        records = Book().apply(feed.events)
+    market = rvenue.Market.from_records(records, cpu.symbol_table(feed.messages))
+    cfg = rvenue.VenueConfig(username=username, password=password, latency_us=latency_us,
+                             reject_rate=reject_rate, reject_symbols=tuple(reject_symbol),
+                             max_quantity=max_quantity, seed=seed, speed=speed)
+    sim = rvenue.Venue(market, cfg, clock="wall")
+
+    def ready(bound: int) -> None:
+        sys.stdout.write(f"{host}:{bound}\n")
+        sys.stdout.flush()
+        console.print(f"venue simulator listening on {host}:{bound} ({len(market.symbols)} "
+                      f"symbols, {records.shape[0]:,} book states); Ctrl-C stops it")
+
+    try:
+        asyncio.run(rvenue.serve(sim, host, port, ready=ready))
+    except KeyboardInterrupt:
+        console.print(f"venue stopped: {sim.stats}")
 
 
 def main() -> None:

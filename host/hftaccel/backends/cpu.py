@@ -112,7 +112,7 @@ class Scoring:
     risk_state: object = None
 
 
-def score(records: np.ndarray, model, risk_config, symbols) -> Scoring:
+def score(records: np.ndarray, model, risk_config, symbols, *, infer=None) -> Scoring:
     """Features, integer MLP, decision + risk gate and OUCH orders for every book record.
 
     Parameters
@@ -122,6 +122,10 @@ def score(records: np.ndarray, model, risk_config, symbols) -> Scoring:
     risk_config : hftaccel.spec.risk.RiskConfig
     symbols : np.ndarray of S8, shape (65536,)
         Stock locate -> symbol (from the Stock Directory messages).
+    infer : callable, optional
+        ``infer(records, model) -> (features, logits)`` computing the features and logits
+        elsewhere (the GPU backend), bit-exact with the golden model; default: the golden
+        model on the CPU.
 
     Returns
     -------
@@ -130,8 +134,11 @@ def score(records: np.ndarray, model, risk_config, symbols) -> Scoring:
     from hftaccel.golden import features as gfeatures
     from hftaccel.golden import ouch, risk
 
-    feats = gfeatures.FeatureEngine().update(records)
-    logits = model.run(feats)
+    if infer is None:
+        feats = gfeatures.FeatureEngine().update(records)
+        logits = model.run(feats)
+    else:
+        feats, logits = infer(records, model)
     if logits.size and (logits.min() < -(1 << 31) or logits.max() >= (1 << 31)):
         raise ValueError("MLP logits do not fit int32")
     decisions, state = risk.run(scored_updates(records, logits), risk_config)
@@ -179,9 +186,35 @@ def symbol_table(messages: dict) -> np.ndarray:
     return table
 
 
+def default_risk_config(engine, threshold_logit: float = 1.0, *, kill_switch: bool = False):
+    """The risk config ``hftaccel run`` uses unless given one (every backend, the gateware's
+    register reset values too).
+
+    Parameters
+    ----------
+    engine : hftaccel.golden.mlp.IntegerMLP
+        The model; its output exponent converts ``threshold_logit`` to integer logits.
+    threshold_logit : float
+        Buy/sell threshold: margin of the up (down) logit over the other classes, logits.
+    kill_switch : bool
+        Start with the kill switch on.
+
+    Returns
+    -------
+    hftaccel.spec.risk.RiskConfig
+        Library defaults, thresholds ``round(threshold_logit * 2**-output_exp)``, session gross
+        notional :data:`DEFAULT_SESSION_NOTIONAL` (1/10,000 USD).
+    """
+    from hftaccel.spec.risk import RiskConfig
+
+    thr = int(round(threshold_logit * 2.0 ** -int(engine.output_exp.max())))
+    return RiskConfig(buy_threshold=thr, sell_threshold=thr,
+                      max_gross_notional=DEFAULT_SESSION_NOTIONAL, kill_switch=int(kill_switch))
+
+
 def run(path=None, *, lenient: bool = False, depth: int = BOOK_DEPTH,
         model=None, risk_config=None, threshold_logit: float = 1.0, kill_switch: bool = False,
-        chunk_events: int = 200_000, progress=None) -> RunResult:
+        chunk_events: int = 200_000, progress=None, infer=None) -> RunResult:
     """Replay ``path`` (or the embedded sample) through the CPU golden pipeline.
 
     decode -> order book -> fixed-point features -> int8 MLP -> decision + risk gate -> OUCH.
@@ -210,6 +243,8 @@ def run(path=None, *, lenient: bool = False, depth: int = BOOK_DEPTH,
         Events handed to the book per call (progress granularity).
     progress : callable, optional
         ``progress(stage, done, total)`` while replaying.
+    infer : callable, optional
+        Features and logits step handed to :func:`score` (the GPU backend's); default golden.
 
     Returns
     -------
@@ -234,7 +269,7 @@ def run(path=None, *, lenient: bool = False, depth: int = BOOK_DEPTH,
     from hftaccel.golden import mlp
     from hftaccel.model.evaluate import mark_to_market
     from hftaccel.model.export import read_card, sha256
-    from hftaccel.spec.risk import INTENT_BUY, INTENT_SELL, INTENTS, REJECT_REASONS, RiskConfig
+    from hftaccel.spec.risk import INTENT_BUY, INTENT_SELL, INTENTS, REJECT_REASONS
 
     path = Path(path) if path is not None else source.embedded_sample()
     model_path = Path(model) if model is not None else default_model()
@@ -242,10 +277,7 @@ def run(path=None, *, lenient: bool = False, depth: int = BOOK_DEPTH,
     card_path = model_path.with_suffix(".json")
     card = read_card(card_path) if card_path.is_file() else None
     if risk_config is None:
-        thr = int(round(threshold_logit * 2.0 ** -int(engine.output_exp.max())))
-        risk_config = RiskConfig(buy_threshold=thr, sell_threshold=thr,
-                                 max_gross_notional=DEFAULT_SESSION_NOTIONAL,
-                                 kill_switch=int(kill_switch))
+        risk_config = default_risk_config(engine, threshold_logit, kill_switch=kill_switch)
     _warm_up(engine, risk_config)
 
     tick = progress or (lambda stage, done, total: None)
@@ -262,7 +294,7 @@ def run(path=None, *, lenient: bool = False, depth: int = BOOK_DEPTH,
         tick("book", min(start + chunk_events, total), total)
     records = np.concatenate(parts) if parts else np.zeros(0, book_record_dtype(depth))
     t2 = time.perf_counter()
-    scoring = score(records, engine, risk_config, symbol_table(feed.messages))
+    scoring = score(records, engine, risk_config, symbol_table(feed.messages), infer=infer)
     tick("score", records.shape[0], records.shape[0])
     t3 = time.perf_counter()
 
