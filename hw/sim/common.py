@@ -398,11 +398,11 @@ def _itch_top():
     return ItchParser()
 
 
-def _factory(module: str, cls: str):
-    """Lazy factory ``hftaccel.rtl.<module>.<cls>(**params)``."""
+def _factory(module: str, cls: str, package: str = "hftaccel.rtl"):
+    """Lazy factory ``<package>.<module>.<cls>(**params)``."""
     def make(**params):
         import importlib
-        return getattr(importlib.import_module(f"hftaccel.rtl.{module}"), cls)(**params)
+        return getattr(importlib.import_module(f"{package}.{module}"), cls)(**params)
     return make
 
 
@@ -414,6 +414,11 @@ DUTS = {
     "risk": ("risk_gate", _factory("risk", "RiskGate"), "hftaccel.sim.test_risk"),
     "ouch": ("ouch_tx", _factory("ouch", "OuchTx"), "hftaccel.sim.test_ouch"),
     "book": ("order_book", _factory("book", "OrderBook"), "hftaccel.sim.test_book"),
+    "features": ("feature_engine", _factory("features", "FeatureEngine"),
+                 "hftaccel.sim.test_features"),
+    "mlp": ("mlp_scorer", _factory("mlp", "MLP"), "hftaccel.sim.test_mlp"),
+    "mac": ("mac_harness", _factory("test_mac", "MacHarness", "hftaccel.sim"),
+            "hftaccel.sim.test_mac"),
 }
 
 _VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTH", "-Wno-UNOPTFLAT", "-Wno-CASEINCOMPLETE",
