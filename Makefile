@@ -52,7 +52,8 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python scripts/bench_pipeline.py
 
 # Every cocotb testbench, long inputs included, on Verilator and on Icarus (the same tests
-# pytest runs; `make -C hw/sim DUT=... SIM=...` runs one testbench interactively).
+# pytest runs; `make -C hw/sim DUT=... SIM=...` runs one testbench interactively), including the
+# full AMZN day through the whole RTL pipeline (writes build/sim/latency.json).
 sim: $(VENV)/.stamp-test sim-deps
 	$(BIN)/python -m pytest tests/rtl -m sim $(PYTEST_ARGS)
 

@@ -33,8 +33,9 @@ def _fail(exc: Exception) -> None:
 def run(
     input: Optional[Path] = typer.Argument(None, help="ITCH file, pcap/pcapng or LOBSTER message "
                                            "file (default: the embedded AMZN 2012-06-21 sample)"),
-    backend: str = typer.Option("cpu", help="cpu (golden model) or gpu (features and scores "
-                                "in CUDA kernels; falls back to cpu without CuPy or a device)"),
+    backend: str = typer.Option("cpu", help="cpu (golden model), gpu (features and scores "
+                                "in CUDA kernels; falls back to cpu without CuPy or a device) "
+                                "or rtl (the gateware in Verilator, compared with golden)"),
     strict: bool = typer.Option(False, "--strict", help="with --backend gpu: fail instead of "
                                 "falling back to the CPU when the GPU path is unavailable"),
     out: Optional[Path] = typer.Option(None, help="folder for summary.json and book.parquet"),
@@ -57,10 +58,10 @@ def run(
 ) -> None:
     """Replay a trading day through the pipeline: book, features, int8 MLP, risk gate, OUCH."""
     target = _route_target(route, venue_sim)  # bad routing options fail before the replay
-    if backend not in ("cpu", "gpu"):
-        _fail(ValueError(f"backend {backend!r} is not available in this build (choose cpu or "
-                         "gpu)"))
-    from hftaccel.backends import cpu, gpu
+    if backend not in ("cpu", "gpu", "rtl"):
+        _fail(ValueError(f"backend {backend!r} is not available in this build (choose cpu, "
+                         "gpu or rtl)"))
+    from hftaccel.backends import cpu, gpu, rtl
     from hftaccel.feeds.itch import ItchError
 
     with _progress() as bar:
@@ -73,10 +74,11 @@ def run(
 
         try:
             kw = {"strict": strict} if backend == "gpu" else {}
-            result = (gpu if backend == "gpu" else cpu).run(
+            result = {"cpu": cpu, "gpu": gpu, "rtl": rtl}[backend].run(
                 input, lenient=lenient, depth=depth, model=model, threshold_logit=threshold,
                 kill_switch=kill_switch, progress=tick, **kw)
-        except (ItchError, ValueError, FileNotFoundError, gpu.GpuUnavailableError) as exc:
+        except (ItchError, ValueError, FileNotFoundError, RuntimeError,
+                gpu.GpuUnavailableError) as exc:
             _fail(exc)
     summary = result.summary
     if target is not None:
@@ -99,6 +101,8 @@ def run(
             console.print(f"wrote {summary_paths}")
     check = summary.get("book_check")
     if check and check.get("mismatches"):
+        raise typer.Exit(1)
+    if "rtl" in summary and any(summary["rtl"]["mismatches"].values()):
         raise typer.Exit(1)
 
 
@@ -195,6 +199,19 @@ def _print_summary(s: dict) -> None:
         t.add_row("fills", f"{r['fills']:,} ({r['filled_shares']:,} shares)")
         t.add_row("position", ", ".join(f"{k} {v:+,}" for k, v in r["position"].items()) or "flat")
         t.add_row("P&L", f"${r['pnl_usd']:,.2f} (realized ${r['realized_pnl_usd']:,.2f})")
+    g = s.get("rtl")
+    if g is not None:
+        bad = {k: v for k, v in g["mismatches"].items() if v}
+        verdict = "[green]bit-exact[/green]" if not bad else f"[red]{bad}[/red]"
+        t.add_row("RTL vs golden", f"{sum(g['counts'].values()):,} items compared: {verdict}")
+        tt = g["tick_to_trade_cycles"]
+        if tt.get("n"):
+            t.add_row("tick-to-trade", f"{tt['min']} / {tt['median']:.0f} / {tt['p99']:.0f} / "
+                      f"{tt['max']} cycles (min / median / p99 / max, {tt['n']:,} orders)")
+        t.add_row("stages (median cycles)", "  ".join(
+            f"{k} {v['median']:.0f}" for k, v in g["stages"].items() if v.get("n")))
+        t.add_row("simulation", f"{g['cycles']:,} cycles in {g['sim_wall_s']:.1f} s "
+                  f"({g['sim_cycles_per_s']:,.0f} cycles/s)")
     out.print(t)
 
 
@@ -329,6 +346,128 @@ def venue(
         asyncio.run(rvenue.serve(sim, host, port, ready=ready))
     except KeyboardInterrupt:
         console.print(f"venue stopped: {sim.stats}")
+
+
+@app.command()
+def profile(
+    input: Optional[Path] = typer.Argument(None, help="ITCH file, pcap/pcapng or LOBSTER message "
+                                           "file (default: the embedded AMZN 2012-06-21 sample)"),
+    backends: str = typer.Option("cpu,gpu,rtl", help="comma-separated backends to measure"),
+    board: Optional[str] = typer.Option(None, help="board whose latest build report "
+                                        "(build/boards/NAME or build/NAME, report.json) gives "
+                                        "the fmax; default: a stated nominal 156.25 MHz"),
+    out: Path = typer.Option(Path("build/profile"), help="folder for report.html, report.md, "
+                             "report.json, the PNG plots and the replay's latency.json"),
+    model: Optional[Path] = typer.Option(None, help="ONNX QCDQ model (default: "
+                                         "models/default.onnx)"),
+    threshold: float = typer.Option(1.0, help="decision threshold in logits (as run), every "
+                                    "backend"),
+    rtl_params: Optional[str] = typer.Option(None, help="JSON object of hftaccel.rtl.top.Top "
+                                             "parameters for the replay build (default: the "
+                                             "replay's)"),
+    rtl_latency: Optional[Path] = typer.Option(None, help="report this latency.json instead of "
+                                               "simulating (no histograms)"),
+    cpu_events: int = typer.Option(100_000, help="order events timed one at a time on the CPU"),
+    cpu_batch: int = typer.Option(1, help="events per timed CPU step"),
+    json_out: bool = typer.Option(False, "--json", help="print report.json to stdout"),
+) -> None:
+    """Latency profile of the backends on one input: self-contained HTML, Markdown, JSON, PNGs."""
+    from hftaccel.profile import profile as run_profile
+
+    try:
+        params = json.loads(rtl_params) if rtl_params else None
+    except ValueError as exc:
+        _fail(ValueError(f"--rtl-params is not JSON: {exc}"))
+    with console.status("profiling") as status:
+        try:
+            rep = run_profile(input, backends=[b.strip() for b in backends.split(",") if b.strip()],
+                              board=board, out=out, model=model, threshold_logit=threshold,
+                              rtl_params=params, rtl_latency_json=rtl_latency,
+                              cpu_max_events=cpu_events, cpu_batch=cpu_batch,
+                              progress=lambda stage: status.update(f"profiling: {stage}"))
+        except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+            _fail(exc)
+    if json_out:
+        print(json.dumps(rep, indent=2))
+    table = Table("backend", "what", "result", title=rep["title"])
+    for row in rep["summary"]:
+        table.add_row(row["backend"], row["metric"], row["value"])
+    console.print(table)
+    console.print(f"wrote {rep['paths']['html']}, {rep['paths']['md']}, {rep['paths']['json']}")
+
+
+@app.command()
+def build(
+    board: str = typer.Option(..., help="versa (ECP5-5G Versa, LFE5UM5G-45F) or ulx3s (85F)"),
+    model: Optional[Path] = typer.Option(None, help="ONNX model for the MLP (default: the "
+                                         "package's default model)"),
+    seed: int = typer.Option(1, help="nextpnr placement seed"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default build/boards/BOARD)"),
+    config: str = typer.Option("default", help="core configuration: default, folded, small, "
+                               "shell (hftaccel.boards.build.CONFIGS)"),
+    core_mhz: float = typer.Option(156.25, help="core clock, MHz"),
+) -> None:
+    """Build an ECP5 bitstream (Amaranth, Yosys, nextpnr-ecp5, ecppack) with a timing and
+    utilization report."""
+    from hftaccel.boards import build as bbuild
+    from hftaccel.boards.commands import run_build
+
+    try:
+        run_build(board, model=model, seed=seed, out=out, config=config, core_mhz=core_mhz,
+                  console=console)
+    except (ValueError, bbuild.BuildError) as exc:
+        _fail(exc)
+
+
+@app.command()
+def deploy(
+    board: str = typer.Option(..., help="versa or ulx3s"),
+    sram: bool = typer.Option(True, "--sram/--flash", help="program SRAM (volatile, default) "
+                              "or the configuration flash"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan, touch nothing"),
+    config: str = typer.Option("default"),
+    model: Optional[Path] = typer.Option(None),
+    seed: int = typer.Option(1),
+    out: Optional[Path] = typer.Option(None),
+    cable: Optional[str] = typer.Option(None, help="openFPGALoader cable (-c) instead of the "
+                                        "board's default"),
+) -> None:
+    """Program a board through openFPGALoader, rebuilding first if the bitstream is stale."""
+    from hftaccel.boards import build as bbuild
+    from hftaccel.boards import deploy as bdeploy
+    from hftaccel.boards.commands import run_deploy
+
+    try:
+        run_deploy(board, flash=not sram, dry_run=dry_run, out=out, config=config, model=model,
+                   seed=seed, cable=cable, console=console)
+    except (ValueError, bbuild.BuildError, bdeploy.DeployError) as exc:
+        _fail(exc)
+
+
+@app.command()
+def status(
+    port: str = typer.Option(..., help="serial device of the board's UART bridge"),
+    board: str = typer.Option("versa", help="board whose csr_map.json to use"),
+    csr_map: Optional[Path] = typer.Option(None, help="register map (default: "
+                                           "build/boards/BOARD/csr_map.json)"),
+    baud: int = typer.Option(115200),
+    register: list[str] = typer.Option([], help="read only these registers"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Read a programmed board's counters and registers over the UART bridge."""
+    from hftaccel.boards import build as bbuild
+    from hftaccel.boards.commands import run_status
+    from hftaccel.boards.uart import BridgeError
+
+    path = csr_map or bbuild.default_out(board) / "csr_map.json"
+    if not path.exists():
+        _fail(FileNotFoundError(f"{path} not found: build the bitstream first "
+                                f"(hftaccel build --board {board}) or pass --csr-map"))
+    try:
+        run_status(port, csr_map=path, baud=baud, names=register or None, as_json=as_json,
+                   console=console)
+    except (OSError, BridgeError, KeyError) as exc:
+        _fail(exc)
 
 
 def main() -> None:
