@@ -238,20 +238,33 @@ class Harness:
         if shutil.which("verilator") is None:
             raise RuntimeError("verilator not on PATH (Debian: apt-get install verilator)")
         self.top = Top(**self.params)
-        text = verilog.convert(self.top, name="top", emit_src=False)
         self.ports = _port_widths(self.top)
         self.layouts = self.top._tap_layouts()
         self.csr_map = self.top.csr_map
         self.csr_words = self.top.csr.words
         cpp = _harness_source(self.ports, self.csr_words)
-        tag = hashlib.sha1((text + cpp).encode()).hexdigest()[:10]
-        self.dir = BUILD_ROOT / f"replay-{tag}"
+        # Cache key: what the Verilog is generated from (gateware sources, spec, model, tool
+        # versions, parameters) and the harness; generating the Verilog itself takes minutes
+        # for large books, so it is only done when the key is new.
+        import amaranth
+        key = hashlib.sha1()
+        for folder in (REPO / "hw" / "rtl", REPO / "host" / "hftaccel" / "spec"):
+            for f in sorted(folder.glob("*.py")):
+                key.update(f.name.encode() + f.read_bytes())
+        for step in self.top.mlp_engine.steps:          # the model, exactly (weights included)
+            for v in vars(step).values():
+                key.update(v.tobytes() if isinstance(v, np.ndarray) else repr(v).encode())
+        key.update(json.dumps(self.params, sort_keys=True, default=str).encode())
+        key.update(repr(self.top.risk_config).encode())
+        key.update(f"{amaranth.__version__} {_verilator_version()}".encode() + cpp.encode())
+        self.dir = BUILD_ROOT / f"replay-{key.hexdigest()[:10]}"
         self.exe = self.dir / "obj" / "Vtop"
         self.dir.mkdir(parents=True, exist_ok=True)
         import fcntl
         with open(self.dir / ".lock", "w") as lock:       # parallel pytest workers: one builds
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not self.exe.exists():
+                text = verilog.convert(self.top, name="top", emit_src=False)
                 self._build(text, cpp, jobs)
 
     def _build(self, text: str, cpp: str, jobs: int) -> None:
@@ -340,6 +353,14 @@ class Harness:
             raise RuntimeError(f"replay simulator failed (exit {p.returncode}): {p.stderr[-2000:]}")
         stats = json.loads(p.stdout.strip().splitlines()[-1])
         return ReplayResult.load(self, work, frames, stats, wall)
+
+
+def _verilator_version() -> str:
+    try:
+        return subprocess.run(["verilator", "--version"], capture_output=True,
+                              text=True).stdout.strip()
+    except OSError:
+        return "none"
 
 
 def _port_widths(top) -> dict:
@@ -516,6 +537,21 @@ class ReplayResult:
     @property
     def sim_cycles_per_s(self) -> float:
         return self.stats["cycles"] / self.stats["wall_s"] if self.stats["wall_s"] else 0.0
+
+    def input_stalls(self) -> int:
+        """Cycles feed A's beats waited on back-pressure inside frames (beats of one frame not
+        on consecutive cycles); 0 means the pipeline kept line rate. Meaningful with
+        ``idle=0``."""
+        stalls, pos = 0, 0
+        cyc = self.in_cycles[0].astype(np.int64)
+        for fr in self.frames:
+            if fr.feed:
+                continue
+            n = -(-len(fr.data) // 8)
+            if pos + n <= len(cyc) and n > 1:
+                stalls += int(cyc[pos + n - 1] - cyc[pos] - (n - 1))
+            pos += n
+        return stalls
 
     def message_in_cycles(self) -> dict:
         """``{MoldUDP64 sequence number: cycle}`` the beat carrying the message's last byte
@@ -782,6 +818,7 @@ def replay_file(path=None, *, params=None, out: Path | None = None, idle: float 
         "counts": cmp["counts"],
         "first_mismatches": cmp["first"],
         "cycles": int(res.stats["cycles"]),
+        "input_stall_cycles": res.input_stalls(),
         "wall_s": float(res.stats["wall_s"]),
         "sim_cycles_per_s": res.sim_cycles_per_s,
         "hw_latency_cycles": {k: res.registers[f"latency_{k}"]
