@@ -129,7 +129,7 @@ def test_cli_gpu_emulated(emulated, small_itch, monkeypatch):
 
 def test_cli_unknown_backend():
     res = runner.invoke(app, ["run", "--backend", "tpu"])
-    assert res.exit_code == 2 and "choose cpu or gpu" in res.output
+    assert res.exit_code == 2 and "choose cpu, gpu or rtl" in " ".join(res.output.split())
 
 
 # ------------------------------------------------------------------------------ real device
