@@ -77,3 +77,25 @@ def test_interface_figures():
     assert [s["kind"] for s in secs] == ["weight", "bias"] * 3
     assert len(img) <= 1 << par.addr_width
     assert sum(s["rows"] * s["cols"] for s in secs) == 19 * 32 + 32 + 32 * 16 + 16 + 16 * 3 + 3
+
+
+def test_image_checks_the_model():
+    """``MLP.image`` accepts a model that differs only in weights / biases and refuses one
+    whose requantization shifts differ (the shifts are built into the gateware)."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from hftaccel.golden.mlp import load
+    from hftaccel.rtl.mlp import MLP, weight_image
+    from hftaccel.sim.common import REPO
+
+    path = REPO / "models" / "default.onnx"
+    dut = MLP(macs_per_cycle=4)
+    assert np.array_equal(dut.image(), weight_image(path))
+    proto = onnx.load(str(path))
+    for init in proto.graph.initializer:
+        if init.name == "/layers/layers.3/act_quant/export_handler/Constant_output_0":
+            init.CopyFrom(numpy_helper.from_array(np.array(0.015625, np.float32), init.name))
+    with pytest.raises(ValueError, match="more than weights and biases"):
+        dut.image(load(proto, source="rescaled"))
