@@ -94,7 +94,6 @@ def test_no_risk_limit_is_ever_exceeded(seed, reject_rate, actions):
 def test_router_gate_matches_the_golden_gate(seed):
     """The router's one-intent gate is the golden gate: same verdicts, reasons and state."""
     from hftaccel.golden import risk as grisk
-    from hftaccel.router.router import _OneGate
     from hftaccel.spec.risk import FILL_RESTING, INTENT_DTYPE
 
     rng = np.random.default_rng(seed)
@@ -111,7 +110,7 @@ def test_router_gate_matches_the_golden_gate(seed):
     intents["intent"] = rng.integers(1, 3, n)
     want, ref = grisk.gate(intents, cfg)
     state = grisk.RiskState(cfg)
-    one = _OneGate(cfg, state)
+    one = grisk.OneGate(cfg, state)
     got = [one(intents[i:i + 1].copy()) for i in range(n)]
     assert [g[0] for g in got] == want["verdict"].tolist()
     assert [g[1] for g in got] == want["reason"].tolist()

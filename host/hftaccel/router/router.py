@@ -45,32 +45,6 @@ from .soup import LoginRejected, SoupClient, SoupError
 __all__ = ["Router", "RouterError"]
 
 
-class _OneGate:
-    """:func:`hftaccel.golden.risk.gate` for one intent at a time, without its per-call setup.
-
-    It runs the gate's own Numba kernel on the router's :class:`~hftaccel.golden.risk.RiskState`
-    with the config vector and the output buffers made once (``gate()`` rebuilds both on every
-    call, ~150 µs, which is most of the router's per-order cost); the intents the router builds
-    are valid by construction (intent code 1/2, non-decreasing timestamps)."""
-
-    def __init__(self, config: RiskConfig, state):
-        self.cfg = grisk.config_vector(config)
-        self.state = state
-        self.out = [np.zeros(1, np.uint8) for _ in range(3)] + \
-            [np.zeros(1, np.int64) for _ in range(5)]
-
-    def __call__(self, rec: np.ndarray) -> tuple:
-        s = self.state
-        verdict, reason, side, urn, pos, ob, os_, gross = self.out
-        grisk._gate_core(rec["timestamp"], rec["price"], rec["best_bid"], rec["best_ask"],
-                         rec["shares"], rec["stock_locate"], rec["intent"], self.cfg, s.position,
-                         s.open_buy, s.open_sell, s.ring, s.scalars, s.reject_counts, verdict,
-                         reason, side, urn, pos, ob, os_, gross)
-        if s.next_user_ref_num > 0xFFFFFFFF + 1:
-            raise RouterError("OUCH UserRefNum space (2**32-1) exhausted")
-        return int(verdict[0]), int(reason[0]), int(urn[0])
-
-
 class RouterError(RuntimeError):
     """The router cannot do what was asked (not connected, session closed, bad request)."""
 
@@ -138,7 +112,7 @@ class Router:
         self._outq: list[bytes] = []
         self._flush_handle = None
         self._fsync_future = None
-        self._gate_one = _OneGate(self.config, self.risk)
+        self._gate_one = grisk.OneGate(self.config, self.risk)
         self._waiters: list = []
         self._closing = False
         self._reconnect_task = None
@@ -429,7 +403,10 @@ class Router:
         return rec
 
     def _gate(self, intent: np.ndarray) -> int | None:
-        verdict, reason, urn = self._gate_one(intent)
+        try:
+            verdict, reason, urn = self._gate_one(intent)
+        except grisk.RiskError as exc:
+            raise RouterError(str(exc)) from exc
         if verdict != VERDICT_APPROVED:
             return self._blocked(REJECT_REASONS[reason])
         self.last_reject = None
