@@ -398,21 +398,46 @@ def profile(
 
 @app.command()
 def build(
-    board: str = typer.Option(..., help="versa (ECP5-5G Versa, LFE5UM5G-45F) or ulx3s (85F)"),
+    board: Optional[str] = typer.Option(None, help="versa (ECP5-5G Versa, LFE5UM5G-45F) or "
+                                        "ulx3s (85F): a whole-chip bitstream"),
+    stage: Optional[str] = typer.Option(None, help="one pipeline stage out of context "
+                                        "(eth, moldudp64, itch, risk, ouch, csr, book, "
+                                        "features, mlp) or 'all' (hftaccel.boards.stage)"),
     model: Optional[Path] = typer.Option(None, help="ONNX model for the MLP (default: the "
                                          "package's default model)"),
     seed: int = typer.Option(1, help="nextpnr placement seed"),
-    out: Optional[Path] = typer.Option(None, help="output folder (default build/boards/BOARD)"),
-    config: str = typer.Option("default", help="core configuration: default, folded, small, "
-                               "shell (hftaccel.boards.build.CONFIGS)"),
-    core_mhz: float = typer.Option(156.25, help="core clock, MHz"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default build/boards/BOARD "
+                                       "or build/stages/STAGE)"),
+    config: str = typer.Option("default", help="board: core configuration default, folded, "
+                               "small, shell (hftaccel.boards.build.CONFIGS); stage: a key of "
+                               "hftaccel.boards.stage.STAGES[STAGE].configs"),
+    core_mhz: float = typer.Option(156.25, "--core-mhz", "--freq",
+                                   help="core clock (board) or clock constraint (stage), MHz"),
+    device: str = typer.Option("LFE5UM5G-85F", help="stage builds: ECP5 device"),
+    speed: int = typer.Option(8, help="stage builds: ECP5 speed grade"),
+    jobs: int = typer.Option(2, help="stage builds with --stage all: builds at a time"),
+    json_out: bool = typer.Option(False, "--json", help="stage builds: print the report as "
+                                  "JSON"),
 ) -> None:
     """Build an ECP5 bitstream (Amaranth, Yosys, nextpnr-ecp5, ecppack) with a timing and
-    utilization report."""
+    utilization report, or one stage out of context (--stage)."""
     from hftaccel.boards import build as bbuild
-    from hftaccel.boards.commands import run_build
 
+    if (board is None) == (stage is None):
+        _fail(ValueError("give exactly one of --board BOARD or --stage STAGE"))
     try:
+        if stage is not None:
+            from hftaccel.boards.commands import run_stage_build
+            rep = run_stage_build(stage, config=config, device=device, speed=speed,
+                                  freq_mhz=core_mhz, seed=seed, out=out, jobs=jobs,
+                                  console=console)
+            if json_out:
+                print(json.dumps(rep, indent=1))
+            bad = rep if isinstance(rep, list) else [rep]
+            if any("error" in r for r in bad):
+                raise typer.Exit(1)
+            return
+        from hftaccel.boards.commands import run_build
         run_build(board, model=model, seed=seed, out=out, config=config, core_mhz=core_mhz,
                   console=console)
     except (ValueError, bbuild.BuildError) as exc:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 __all__ = ["BOARDS", "CONFIGS", "DEVICES", "REPO", "BuildError", "build", "source_stamp",
            "tool_versions", "default_out", "parse_nextpnr_report", "parse_yosys_stats",
-           "fit_check", "tick_to_trade", "render_report"]
+           "fit_check", "lut4_equiv", "tick_to_trade", "render_report"]
 
 REPO = Path(__file__).resolve().parents[2]
 LATENCY_JSON = REPO / "build" / "sim" / "latency.json"
@@ -186,14 +186,21 @@ def parse_yosys_stats(path) -> dict:
     return counts
 
 
+def lut4_equiv(cells: dict) -> int:
+    """LUT4-equivalents of a Yosys cell count as nextpnr-ecp5 packs them: a CCU2C is the two
+    LUT4s of one slice, a TRELLIS_DPR16X4 (16x4 distributed RAM) takes six (four for the RAM,
+    two for the write port logic of its slice)."""
+    return (cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
+            + 6 * cells.get("TRELLIS_DPR16X4", 0))
+
+
 def fit_check(device: str, cells: dict) -> dict:
-    """Synthesis estimate against the device: ``{resource: {used, available, pct}}``; LUT4
-    counts each CCU2C (carry) as two LUT4s, as the packer does."""
+    """Synthesis estimate against the device: ``{resource: {used, available, pct}}``; LUT4 is
+    :func:`lut4_equiv`, as the packer counts it."""
     cap = DEVICES.get(device)
     if not cap:
         return {}
-    used = {"LUT4": cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
-            + 4 * cells.get("TRELLIS_DPR16X4", 0),
+    used = {"LUT4": lut4_equiv(cells),
             "FF": cells.get("TRELLIS_FF", 0), "DP16KD": cells.get("DP16KD", 0),
             "MULT18X18D": cells.get("MULT18X18D", 0)}
     return {k: {"used": v, "available": cap[k], "pct": round(100.0 * v / cap[k], 1)}

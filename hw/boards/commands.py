@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["run_build", "run_deploy", "run_status"]
+__all__ = ["run_build", "run_stage_build", "run_deploy", "run_status"]
 
 
 def run_build(board: str, *, model=None, seed: int = 1, out=None, config: str = "default",
@@ -28,6 +28,59 @@ def run_build(board: str, *, model=None, seed: int = 1, out=None, config: str = 
     rep = b.build(board, model=model, seed=seed, out=out, config=config,
                   core_hz=core_mhz * 1e6, baud=baud, progress=progress)
     _print_report(rep, Console())
+    return rep
+
+
+def _stage_row(table: Table, r: dict) -> None:
+    if "error" in r:
+        table.add_row(f"{r['stage']} ({r['config']})", *["-"] * 7, f"[red]{r['error']}")
+        return
+    cp = r.get("critical_path") or {}
+    fmax = r["fmax_mhz"]
+    table.add_row(f"{r['stage']} ({r['config']})", f"{r['lut4_equiv']:,}", f"{r['ff']:,}",
+                  str(r["ebr"]), str(r["dsp"]),
+                  ("[green]" if r["met"] else "[red]") + (f"{fmax:.1f}" if fmax else "-"),
+                  "-" if r["latency_cycles"] is None else str(r["latency_cycles"]),
+                  "-" if r["ii_cycles"] is None else str(r["ii_cycles"]),
+                  f"{cp.get('delay_ns', '-')} ns, {cp.get('levels', '-')} levels: "
+                  f"{cp.get('start', '?')} -> {cp.get('end', '?')}" if cp else "-")
+
+
+def run_stage_build(stage: str, *, config: str = "default", device: str = "LFE5UM5G-85F",
+                    speed: int = 8, freq_mhz: float = 156.25, seed: int = 1, out=None,
+                    jobs: int = 2, console: Console | None = None):
+    """Out-of-context build of one stage, or of every stage (``stage="all"``), with a table
+    (:mod:`hftaccel.boards.stage`). Returns the report (a list of reports for ``all``)."""
+    from . import stage as st
+    console = console or Console(stderr=True)
+    table = Table(title=f"out-of-context stage builds: {device} speed {speed}, "
+                        f"{freq_mhz} MHz, seed {seed}")
+    for col in ("stage", "LUT4-equiv", "FF", "EBR", "DSP", "fmax MHz", "latency", "II",
+                "critical path"):
+        table.add_column(col, justify="left" if col in ("stage", "critical path") else "right")
+    kw = dict(device=device, speed=speed, freq_mhz=freq_mhz, seed=seed)
+    if stage == "all":
+        todo = list(st.STAGES)
+        with console.status(f"building {len(todo)} stages, {jobs} at a time") as status:
+            done = []
+
+            def on_done(r):
+                done.append(r)
+                status.update(f"built {len(done)}/{len(todo)} stages (last: {r['stage']})")
+            reports = st.build_stages(todo, jobs=jobs, out_dir=out, on_done=on_done, **kw)
+        for r in reports:
+            _stage_row(table, r)
+        Console().print(table)
+        where = Path(out) if out else st.REPO / "build" / "stages"
+        console.print(f"wrote {where / 'stages.json'} and {where / 'stages.md'}")
+        return reports
+    if stage not in st.STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose from {sorted(st.STAGES)} or 'all'")
+    with console.status(f"building stage {stage} ({config}): yosys, then nextpnr-ecp5"):
+        rep = st.build_stage(stage, config=config, out=out, **kw)
+    _stage_row(table, rep)
+    Console().print(table)
+    console.print(f"report {Path(rep['files']['netlist']).with_name('report.json')}")
     return rep
 
 

@@ -7,7 +7,7 @@ RFC 1071), RFC 768 (UDP). The checks and their order mirror the golden frame cla
 the IPv4 header checksum is checked here in addition.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -108,7 +108,6 @@ class EthRx(wiring.Component):
         buf = [Signal(8 * BEAT_BYTES, name=f"hdr{k}") for k in range(nb)]
         hbytes = [buf[p // BEAT_BYTES][8 * (p % BEAT_BYTES):8 * (p % BEAT_BYTES) + 8]
                   for p in range(nb * BEAT_BYTES)]
-        harr = Array(hbytes)
         nbeats = Signal(range(nb + 1))
         have = Signal(range(nb * BEAT_BYTES + 1))     # bytes collected
         ended = Signal()                              # the frame's last beat is collected
@@ -174,24 +173,46 @@ class EthRx(wiring.Component):
         m.d.comb += hdr_end.eq(l4 + _UDP_HEADER)
         known_udp = Signal()
         m.d.comb += known_udp.eq(have >= hdr_end)
-        udp_src = be_value([harr[l4], harr[l4 + 1]])
-        udp_dst = be_value([harr[l4 + 2], harr[l4 + 3]])
+        # l4 = 14 + 4 * tags + 4 * IHL is always 2 mod 4, so the UDP header's 16-bit fields sit
+        # on that grid: each is a 13-way mux (IHL 5..15, 0..2 tags), not an 88-byte index
+        j0 = (_ETH_HEADER + _IPV4_MIN_HEADER) >> 2
+        j1 = (_ETH_HEADER + _VLAN_TAG * self._max_tags + _IPV4_MAX_HEADER) >> 2
+        l4q = Signal(range(j1 - j0 + 1))
+        m.d.comb += l4q.eq(l4[2:] - j0)     # only read once the header checks have passed
+
+        def udp16(k):   # the 16-bit field at byte k of the UDP header
+            return Array(be16(4 * j + 2 + k) for j in range(j0, j1 + 1))[l4q]
+
+        udp_src = udp16(0)
+        udp_dst = udp16(2)
         udp_len = Signal(16)
-        m.d.comb += udp_len.eq(be_value([harr[l4 + 4], harr[l4 + 5]]))
+        m.d.comb += udp_len.eq(udp16(4))
         bad_udp_len = (udp_len <= _UDP_HEADER) | (udp_len > total - ip_hdr_bytes)
         short_ip = ended & (have < l3 + total)
         # RFC 1071: one's-complement sum over the header (checksum included) must be 0xFFFF.
-        csum_sums = []
-        for t in range(self._max_tags + 1):
-            base = _ETH_HEADER + _VLAN_TAG * t
-            s = Const(0, 21)
-            for j in range(_IPV4_MAX_HEADER // 2):
-                w = be16(base + 2 * j)
-                s = s + Mux(j < ihl * 2, w, 0)
-            csum_sums.append(s)
-        csum = csum_sums[0]
-        for t in range(1, len(csum_sums)):
-            csum = Mux(ntags == t, csum_sums[t], csum)
+        # Every 16-bit word at an even frame offset that can lie in the IPv4 header (l3 is 14,
+        # 18 or 22, so they all sit on even offsets) is masked by "inside [l3, l3 + 4 IHL)" and
+        # the masked words are summed as a balanced tree of kept adders (yosys would otherwise
+        # merge the sum into one LUT compressor tree, several times larger).
+        ip_end = Signal(range(nb * BEAT_BYTES + 1))
+        m.d.comb += ip_end.eq(l3 + ip_hdr_bytes)
+        words = []
+        l3_max = _ETH_HEADER + _VLAN_TAG * self._max_tags
+        for p in range(_ETH_HEADER, l3_max + _IPV4_MAX_HEADER, 2):
+            w = Signal(16, name=f"ip_word{p}")
+            m.d.comb += w.eq(Mux((l3 <= p) & (p < ip_end), be16(p), 0))
+            words.append(w)
+        level = 0
+        while len(words) > 1:
+            pairs = []
+            for k, (x, y) in enumerate(zip(words[0::2], words[1::2])):
+                t = Signal(len(x) + 1, name=f"csum_l{level}_{k}", attrs={"keep": 1})
+                m.d.comb += t.eq(x + y)
+                pairs.append(t)
+            words = pairs + words[len(pairs) * 2:]
+            level += 1
+        csum = Signal(22)
+        m.d.comb += csum.eq(words[0])
         fold1 = Signal(17)
         fold2 = Signal(16)
         m.d.comb += [fold1.eq(csum[0:16] + csum[16:]), fold2.eq(fold1[0:16] + fold1[16])]

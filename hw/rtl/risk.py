@@ -47,6 +47,8 @@ STATE_LAYOUT = data.StructLayout({
 })
 
 _R = {name: k for k, name in enumerate(spec.REJECT_REASONS)}
+# the notional product below is 32 x 31 bits: every valid order price must fit in 31 bits
+assert 0 < spec.MAX_ORDER_PRICE < 1 << 31
 _I64 = 64
 
 
@@ -151,8 +153,11 @@ class RiskGate(wiring.Component):
         m.d.comb += [is_buy.eq(m_up >= cfg.buy_threshold),
                      is_sell.eq(~is_buy & (m_dn >= cfg.sell_threshold))]
         take = cfg.price_policy == spec.POLICY_TAKE
+        # Products of configuration registers only (static while orders flow) are registered:
+        # a 64x64 multiply stays off the per-update path. They follow a register write on the
+        # next cycle; updates flow only after the locate memory is cleared at reset.
         off = Signal(signed(64))
-        m.d.comb += off.eq(_s64(cfg.price_offset_ticks * cfg.tick_size))
+        m.d.sync += off.eq(_s64(cfg.price_offset_ticks * cfg.tick_size))
         b, a = p.best_bid, p.best_ask
         price = Signal(signed(64))
         shares = Signal(DECISION_LAYOUT["shares"].shape)
@@ -162,7 +167,7 @@ class RiskGate(wiring.Component):
             shares.eq(Mux(is_buy | is_sell, cfg.lot_size[:len(shares)], 0)),
         ]
         collar2 = Signal(signed(64))
-        m.d.comb += collar2.eq(_s64(2 * cfg.collar_ticks * cfg.tick_size))
+        m.d.sync += collar2.eq(_s64(2 * cfg.collar_ticks * cfg.tick_size))
         dev = Signal(signed(67))
         m.d.comb += dev.eq(2 * price - (b + a))
         early = [   # stateless checks in priority order
@@ -214,7 +219,8 @@ class RiskGate(wiring.Component):
         q = s1.shares
         buy = s1.intent == spec.INTENT_BUY
         t = _s64(s1.timestamp)
-        window = _s64(cfg.throttle_window_us * 1000)
+        window = Signal(signed(64))
+        m.d.sync += window.eq(_s64(cfg.throttle_window_us * 1000))
         late = [   # stateful checks in priority order
             ("max_position", Mux(buy, st.position + st.open_buy + q,
                                  st.open_sell - st.position + q) > cfg.max_position),
@@ -261,7 +267,10 @@ class RiskGate(wiring.Component):
                 s1.intent.eq(Mux(is_buy, spec.INTENT_BUY,
                                  Mux(is_sell, spec.INTENT_SELL, spec.INTENT_NONE))),
                 s1.early_fail.eq(early_fail), s1.early_reason.eq(early_reason),
-                s1.notional.eq(_s64(shares * price)),
+                # 0 < price <= MAX_ORDER_PRICE < 2**31 whenever the notional is used (any other
+                # price fails early, and a failed intent never reaches the notional checks or
+                # the gross), so a 32 x 31-bit product is exact where it matters
+                s1.notional.eq(shares * price[:31]),
             ]
 
         o = self.o.payload
