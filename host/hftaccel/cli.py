@@ -401,8 +401,9 @@ def build(
     board: Optional[str] = typer.Option(None, help="versa (ECP5-5G Versa, LFE5UM5G-45F) or "
                                         "ulx3s (85F): a whole-chip bitstream"),
     stage: Optional[str] = typer.Option(None, help="one pipeline stage out of context "
-                                        "(eth, moldudp64, itch, risk, ouch, csr, book, "
-                                        "features, mlp) or 'all' (hftaccel.boards.stage)"),
+                                        "(eth, moldudp64, itch, risk, ouch, csr, lookup, "
+                                        "meter, book, features, mlp) or 'all' "
+                                        "(hftaccel.boards.stage)"),
     model: Optional[Path] = typer.Option(None, help="ONNX model for the MLP (default: the "
                                          "package's default model)"),
     seed: int = typer.Option(1, help="nextpnr placement seed"),

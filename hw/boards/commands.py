@@ -70,7 +70,7 @@ def run_stage_build(stage: str, *, config: str = "default", device: str = "LFE5U
             reports = st.build_stages(todo, jobs=jobs, out_dir=out, on_done=on_done, **kw)
         for r in reports:
             _stage_row(table, r)
-        Console().print(table)
+        console.print(table)
         where = Path(out) if out else st.REPO / "build" / "stages"
         console.print(f"wrote {where / 'stages.json'} and {where / 'stages.md'}")
         return reports
@@ -79,7 +79,7 @@ def run_stage_build(stage: str, *, config: str = "default", device: str = "LFE5U
     with console.status(f"building stage {stage} ({config}): yosys, then nextpnr-ecp5"):
         rep = st.build_stage(stage, config=config, out=out, **kw)
     _stage_row(table, rep)
-    Console().print(table)
+    console.print(table)
     console.print(f"report {Path(rep['files']['netlist']).with_name('report.json')}")
     return rep
 

@@ -49,8 +49,17 @@ DEVICE_FLAGS = {
 
 
 def _top_registers():
+    """The top's register list (its counters are read from the stages' signatures, so a Top
+    is built; its stages are not elaborated here, which Amaranth is told)."""
+    from amaranth.hdl import Elaboratable
     from hftaccel.rtl.top import Top
-    return Top(levels=4, order_slots=64, max_probe=2)._registers()
+    top = Top(levels=8, order_slots=64, max_probe=2)
+    regs = top._registers()
+    for obj in [top, *vars(top).values(), *vars(top.mlp).get("_layers", []),
+                vars(top.mlp).get("_quant")]:
+        if isinstance(obj, Elaboratable):
+            obj._MustUse__silence = True
+    return regs
 
 
 def _make_eth(**p):
@@ -94,6 +103,16 @@ def _make_ouch(**p):
     return OuchTx(**p)
 
 
+def _make_lookup(**p):
+    from hftaccel.rtl.top import OrderLookup
+    return OrderLookup(**p)
+
+
+def _make_meter(**p):
+    from hftaccel.rtl.top import LatencyMeter
+    return LatencyMeter(**p)
+
+
 def _make_csr(**p):
     from hftaccel.rtl.csr import CsrBank
     return CsrBank(registers=_top_registers(), **p)
@@ -123,6 +142,11 @@ STAGES = {
     "ouch": StageSpec(_make_ouch, {"default": {}}, "OUCH 5.0 Enter Order serializer "
                       "(hftaccel.rtl.ouch.OuchTx)"),
     "csr": StageSpec(_make_csr, {"default": {}}, "the top's register bank (hftaccel.rtl.csr)"),
+    "lookup": StageSpec(_make_lookup, {"default": {"num_locates": 256, "stamp_bits": 10}},
+                        "the top's order lookup: symbol table and latency stamps in EBR "
+                        "(hftaccel.rtl.top.OrderLookup)"),
+    "meter": StageSpec(_make_meter, {"default": {}}, "the top's message-to-order latency "
+                       "statistics (hftaccel.rtl.top.LatencyMeter)"),
     "book": StageSpec(_make_book, {"default": {"order_slots": 4096, "max_probe": 8,
                                                "n_symbols": 1, "levels": 16},
                                    "small": {"order_slots": 256, "max_probe": 2,

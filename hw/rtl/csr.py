@@ -114,6 +114,10 @@ class CsrBank(wiring.Component):
         :func:`address_map` of ``registers``.
     """
 
+    #: Cycles from ``r_stb`` to ``r_data`` (registered read), and one access a cycle.
+    latency = 1
+    ii = 1
+
     def __init__(self, *, registers):
         self.map = address_map(registers)
         self._regs = list(registers)

@@ -16,16 +16,19 @@ from pathlib import Path
 
 from amaranth.hdl import Module, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hftaccel.spec import book as book_spec
 from hftaccel.spec import itch as itch_spec
+from hftaccel.spec import risk as risk_spec
 
 from . import book, csr, eth, features, itch, mlp, moldudp64, ouch, risk
 from .stream import packet_layout
 
-__all__ = ["SCORE_META_LAYOUT", "TAPS", "Top", "placeholder_symbol"]
+__all__ = ["SCORE_META_LAYOUT", "TAPS", "ORDER_OUT_LAYOUT", "OrderLookup", "LatencyMeter", "Top",
+           "placeholder_symbol"]
 
 #: Book record fields the decision stage needs, carried beside the scores through the MLP.
 SCORE_META_LAYOUT = data.StructLayout({
@@ -36,12 +39,158 @@ SCORE_META_LAYOUT = data.StructLayout({
 TAPS = ("message", "decoded", "record", "features", "scores", "decision")
 
 _STAMP_BITS = 32
+#: Orders the OUCH serializer can hold at once (accepted, first beat not yet sent), at most.
+_PENDING_ORDERS = 4
 
 
 def placeholder_symbol(locate: int) -> bytes:
     """The 8-byte symbol of a locate no Stock Directory message named: ``L`` + 5 digits (as
     :func:`hftaccel.backends.cpu.symbol_table`)."""
     return f"L{locate:05d}".encode().ljust(8)
+
+
+#: An approved order for the OUCH serializer and the de-framer stamp of the message behind it.
+ORDER_OUT_LAYOUT = data.StructLayout({"order": ouch.ORDER_LAYOUT,
+                                      "stamp": unsigned(_STAMP_BITS)})
+
+
+class OrderLookup(wiring.Component):
+    """Decisions in, approved orders out, with the symbol and the latency stamp looked up.
+
+    The top's own pipeline stage between the risk gate and the OUCH serializer: a decision
+    whose verdict is not :data:`hftaccel.spec.risk.VERDICT_APPROVED` is consumed and dropped; an
+    approved one is registered together with two synchronous block-RAM reads issued in the
+    cycle it is accepted: the 8-byte symbol of its stock locate (a table written from Stock
+    Directory messages, placeholders :func:`placeholder_symbol` until then) and the cycle its
+    ITCH message left the MoldUDP64 de-framer (a stamp memory indexed by the low
+    ``stamp_bits`` of the MoldUDP64 sequence number). Every path is one EBR read or one gate of
+    handshake between registers; ``i.ready`` is ``~o.valid | o.ready``.
+
+    Parameters
+    ----------
+    num_locates : int
+        Symbol table entries (power of two; locate modulo this).
+    stamp_bits : int
+        log2 of the stamp memory entries (messages in flight between de-framer and order).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(risk.DECISION_LAYOUT))
+        Every decision of the risk gate.
+    o : Out(stream.Signature(ORDER_OUT_LAYOUT))
+        Approved orders (``order``: :data:`hftaccel.rtl.ouch.ORDER_LAYOUT`) and their stamps
+        (cycles, the low 32 bits of the cycle counter).
+    sym_we, sym_addr, sym_data : In
+        Symbol table write (``sym_data``: 8 ASCII bytes, first character in bits 0..7).
+    st_we, st_addr, st_data : In
+        Stamp memory write.
+    latency, ii : int
+        1 cycle from a decision accepted to its order on ``o``; one decision a cycle.
+    """
+
+    latency = 1
+    ii = 1
+
+    def __init__(self, *, num_locates: int = 256, stamp_bits: int = 10):
+        if not isinstance(num_locates, int) or num_locates < 2 or num_locates & (num_locates - 1):
+            raise ValueError(f"num_locates must be a power of two >= 2, not {num_locates!r}")
+        if not isinstance(stamp_bits, int) or not 4 <= stamp_bits <= 16:
+            raise ValueError(f"stamp_bits must be an integer in 4..16, not {stamp_bits!r}")
+        self.num_locates, self.stamp_bits = num_locates, stamp_bits
+        self._loc_bits = (num_locates - 1).bit_length()
+        super().__init__({
+            "i": In(stream.Signature(risk.DECISION_LAYOUT)),
+            "o": Out(stream.Signature(ORDER_OUT_LAYOUT)),
+            "sym_we": In(1), "sym_addr": In(self._loc_bits), "sym_data": In(64),
+            "st_we": In(1), "st_addr": In(stamp_bits), "st_data": In(_STAMP_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        init = [int.from_bytes(placeholder_symbol(k), "little") for k in range(self.num_locates)]
+        m.submodules.symbols = symbols = Memory(shape=unsigned(64), depth=self.num_locates,
+                                                init=init)
+        m.submodules.stamps = stamps = Memory(shape=unsigned(_STAMP_BITS),
+                                              depth=1 << self.stamp_bits, init=[])
+        sy_w, sy_r = symbols.write_port(), symbols.read_port()
+        st_w, st_r = stamps.write_port(), stamps.read_port()
+        m.d.comb += [sy_w.en.eq(self.sym_we), sy_w.addr.eq(self.sym_addr),
+                     sy_w.data.eq(self.sym_data),
+                     st_w.en.eq(self.st_we), st_w.addr.eq(self.st_addr),
+                     st_w.data.eq(self.st_data)]
+        d, o = self.i.payload, self.o.payload
+        take = self.i.valid & self.i.ready
+        m.d.comb += [self.i.ready.eq(~self.o.valid | self.o.ready),
+                     sy_r.en.eq(take), sy_r.addr.eq(d.stock_locate[:self._loc_bits]),
+                     st_r.en.eq(take), st_r.addr.eq(d.seq[:self.stamp_bits]),
+                     o.order.symbol.as_value().eq(sy_r.data), o.stamp.eq(st_r.data)]
+        with m.If(take):
+            m.d.sync += [self.o.valid.eq(d.verdict == risk_spec.VERDICT_APPROVED),
+                         o.order.user_ref_num.eq(d.user_ref_num), o.order.side.eq(d.side),
+                         o.order.quantity.eq(d.shares), o.order.price.eq(d.price)]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m
+
+
+class LatencyMeter(wiring.Component):
+    """Message-to-order latency statistics, measured in hardware.
+
+    The stamps of the orders the OUCH serializer has accepted wait in a FIFO (at most
+    ``max_pending`` orders between acceptance and first beat); at each message's first beat
+    one is popped and ``cycle - stamp`` is registered, then folded into last / min / max / sum /
+    count in the next cycle, so every path holds one carry chain.
+
+    Parameters
+    ----------
+    max_pending : int
+        Orders the serializer can hold at once.
+
+    Attributes
+    ----------
+    cycle : In(64)
+        Free-running cycle counter.
+    push, stamp : In(1), In(32)
+        An order entered the serializer; the de-framer cycle (low 32 bits) of its message.
+    sent : In(1)
+        The first beat of an order's message left the core.
+    last, min, max, count : Out(32)
+        Cycles of the last order, the least and the most; orders measured.
+    sum : Out(64)
+        Sum of the cycles of every order measured.
+    """
+
+    #: Cycles from ``sent`` to the statistics holding that order; one order a cycle.
+    latency = 2
+    ii = 1
+
+    def __init__(self, *, max_pending: int = _PENDING_ORDERS):
+        if not isinstance(max_pending, int) or max_pending < 1:
+            raise ValueError(f"max_pending must be a positive integer, not {max_pending!r}")
+        self.max_pending = max_pending
+        super().__init__({
+            "cycle": In(64), "push": In(1), "stamp": In(_STAMP_BITS), "sent": In(1),
+            "last": Out(_STAMP_BITS), "min": Out(_STAMP_BITS, init=(1 << _STAMP_BITS) - 1),
+            "max": Out(_STAMP_BITS), "sum": Out(64), "count": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.pending = pending = SyncFIFO(width=_STAMP_BITS, depth=self.max_pending)
+        m.d.comb += [pending.w_en.eq(self.push), pending.w_data.eq(self.stamp),
+                     pending.r_en.eq(self.sent)]
+        lat = Signal(_STAMP_BITS)
+        lat_valid = Signal()
+        m.d.sync += [lat.eq(self.cycle[:_STAMP_BITS] - pending.r_data),
+                     lat_valid.eq(self.sent & pending.r_rdy)]
+        with m.If(lat_valid):
+            m.d.sync += [self.last.eq(lat), self.sum.eq(self.sum + lat),
+                         self.count.eq(self.count + 1)]
+            with m.If(lat < self.min):
+                m.d.sync += self.min.eq(lat)
+            with m.If(lat > self.max):
+                m.d.sync += self.max.eq(lat)
+        return m
 
 
 class Top(wiring.Component):
@@ -118,6 +267,8 @@ class Top(wiring.Component):
                            meta_layout=SCORE_META_LAYOUT)
         self.risk = risk.RiskGate(num_locates=num_locates, max_throttle=max_throttle)
         self.ouch = ouch.OuchTx()
+        self.lookup = OrderLookup(num_locates=num_locates, stamp_bits=stamp_bits)
+        self.meter = LatencyMeter()
         self.num_locates = num_locates
         self.book_symbols = book_symbols
         self.csr = csr.CsrBank(registers=self._registers())
@@ -202,7 +353,7 @@ class Top(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         for name in ("eth_a", "eth_b", "mold", "parser", "book", "features", "mlp", "risk",
-                     "ouch", "csr"):
+                     "lookup", "ouch", "meter", "csr"):
             m.submodules[name] = getattr(self, name)
         regs = self.csr
 
@@ -237,28 +388,17 @@ class Top(wiring.Component):
                      self.book.sym_locate.eq(sym[:16]), self.book.sym_enable.eq(sym[16]),
                      self.book.sym_index.eq(sym[17:])]
 
-        # stamp memory: de-framer output cycle by sequence number
-        stamps = Memory(shape=unsigned(_STAMP_BITS), depth=1 << self.stamp_bits, init=[])
-        m.submodules.stamps = stamps
-        st_w = stamps.write_port()
-        st_r = stamps.read_port(domain="comb")
+        # stamp memory (de-framer output cycle by sequence number) and symbol table (Stock
+        # Directory messages), both in the order lookup stage
+        lk = self.lookup
         msg_fire = self.mold.o.valid & self.mold.o.ready
-        m.d.comb += [st_w.en.eq(msg_fire),
-                     st_w.addr.eq(self.mold.o.payload.meta.seq[:self.stamp_bits]),
-                     st_w.data.eq(cycle[:_STAMP_BITS])]
-
-        # symbol table: Stock Directory (R) messages, placeholders until then
-        n_loc = self.num_locates
-        loc_bits = max(1, (n_loc - 1).bit_length())
-        init = [int.from_bytes(placeholder_symbol(k), "little") for k in range(n_loc)]
-        symbols = Memory(shape=unsigned(64), depth=n_loc, init=init)
-        m.submodules.symbols = symbols
-        sy_w = symbols.write_port()
-        sy_r = symbols.read_port(domain="comb")
         dec = self.parser.o
-        m.d.comb += [sy_w.en.eq(dec.valid & dec.ready & (dec.payload.msg_type == ord("R"))),
-                     sy_w.addr.eq(dec.payload.stock_locate[:loc_bits]),
-                     sy_w.data.eq(dec.payload.stock)]
+        m.d.comb += [lk.st_we.eq(msg_fire),
+                     lk.st_addr.eq(self.mold.o.payload.meta.seq[:self.stamp_bits]),
+                     lk.st_data.eq(cycle[:_STAMP_BITS]),
+                     lk.sym_we.eq(dec.valid & dec.ready & (dec.payload.msg_type == ord("R"))),
+                     lk.sym_addr.eq(dec.payload.stock_locate[:len(lk.sym_addr)]),
+                     lk.sym_data.eq(dec.payload.stock)]
 
         # book -> features -> mlp (with the scored-update fields as meta) -> risk
         wiring.connect(m, self.book.o, self.features.i)
@@ -284,41 +424,24 @@ class Top(wiring.Component):
                      regs.risk_cfg_error.eq(self.risk.cfg_error),
                      regs.risk_clearing.eq(self.risk.clearing)]
 
-        # decisions -> approved orders -> OUCH
-        d = self.risk.o
+        # decisions -> approved orders with symbol and stamp -> OUCH
+        wiring.connect(m, self.risk.o, lk.i)
         oi = self.ouch.i
-        approved = d.payload.verdict == 1
-        m.d.comb += [oi.valid.eq(d.valid & approved),
-                     d.ready.eq(oi.ready | ~approved),
-                     oi.payload.user_ref_num.eq(d.payload.user_ref_num),
-                     oi.payload.side.eq(d.payload.side),
-                     oi.payload.quantity.eq(d.payload.shares),
-                     oi.payload.price.eq(d.payload.price),
-                     sy_r.addr.eq(d.payload.stock_locate[:loc_bits]),
-                     oi.payload.symbol.as_value().eq(sy_r.data),
-                     st_r.addr.eq(d.payload.seq[:self.stamp_bits])]
+        m.d.comb += [oi.valid.eq(lk.o.valid), lk.o.ready.eq(oi.ready),
+                     oi.payload.eq(lk.o.payload.order)]
         wiring.connect(m, self.ouch.o, wiring.flipped(self.o))
 
-        # message-to-order latency: stamp of the order being sent, measured at its first beat
-        pending = Signal(_STAMP_BITS)
-        first = Signal(init=1)
-        with m.If(oi.valid & oi.ready):
-            m.d.sync += pending.eq(st_r.data)
+        # message-to-order latency
+        meter = self.meter
         o_fire = self.o.valid & self.o.ready
+        first = Signal(init=1)
         with m.If(o_fire):
             m.d.sync += first.eq(self.o.payload.last)
-        lat = Signal(_STAMP_BITS)
-        m.d.comb += lat.eq(cycle[:_STAMP_BITS] - pending)
-        lmin = Signal(_STAMP_BITS, init=(1 << _STAMP_BITS) - 1)
-        lmax, lsum, lcnt = Signal(_STAMP_BITS), Signal(64), Signal(32)
-        with m.If(o_fire & first):
-            m.d.sync += [regs.latency_last.eq(lat), lsum.eq(lsum + lat), lcnt.eq(lcnt + 1)]
-            with m.If(lat < lmin):
-                m.d.sync += lmin.eq(lat)
-            with m.If(lat > lmax):
-                m.d.sync += lmax.eq(lat)
-        m.d.comb += [regs.latency_min.eq(lmin), regs.latency_max.eq(lmax),
-                     regs.latency_sum.eq(lsum), regs.latency_count.eq(lcnt)]
+        m.d.comb += [meter.cycle.eq(cycle), meter.push.eq(oi.valid & oi.ready),
+                     meter.stamp.eq(lk.o.payload.stamp), meter.sent.eq(o_fire & first),
+                     regs.latency_last.eq(meter.last), regs.latency_min.eq(meter.min),
+                     regs.latency_max.eq(meter.max), regs.latency_sum.eq(meter.sum),
+                     regs.latency_count.eq(meter.count)]
 
         # MLP weight reload through the register bank
         w_addr = Signal.like(self.mlp.w_addr)

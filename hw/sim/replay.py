@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["TAPS", "DEFAULT_PARAMS", "Harness", "ReplayResult", "Frame", "Golden", "golden_run", "frames_of",
-           "message_ends", "compare", "latency_samples", "latency_report", "replay_file", "main"]
+           "message_ends", "compare", "latency_samples", "latency_report", "cycles_to_ns",
+           "replay_file", "CORE_MHZ", "main"]
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_ROOT = REPO / "build" / "sim"
@@ -47,6 +48,10 @@ BUILD_ROOT = REPO / "build" / "sim"
 #: most, up to 286 price levels on a side), fully parallel MLP.
 DEFAULT_PARAMS = {"order_slots": 4096, "max_probe": 8, "book_symbols": 1, "levels": 320,
                   "feature_symbols": 1, "num_locates": 256}
+
+#: The core clock, MHz: 64-bit beats at 156.25 MHz carry 10 Gb/s; every front- and back-end
+#: stage reaches it out of context (``hftaccel build --stage``).
+CORE_MHZ = 156.25
 
 TAPS = ("message", "decoded", "record", "features", "scores", "decision")
 _MAGIC = b"HFTR"
@@ -388,16 +393,18 @@ class Frame:
     abort: bool = False
 
 
-def frames_of(path, *, feed_b_delay: int | None = None) -> list:
+def frames_of(path, *, feed_b_delay: int | None = None, spacing: int | None = None) -> list:
     """Frames of a pcap/pcapng capture on feed A; with ``feed_b_delay`` also on feed B, each B
-    copy released that many cycles after ... the start (the arbitration drops the later one).
-    """
+    copy released that many cycles after its A copy (the arbitration drops the later one).
+    ``spacing`` releases frame ``k`` no earlier than cycle ``k * spacing`` (an unqueued
+    pipeline when it exceeds the tick-to-trade latency); ``None`` sends them back to back."""
     from hftaccel.sim.common import pcap_frames
 
     raw = pcap_frames(path)
-    frames = [Frame(f, 0, 0) for f in raw]
+    step = spacing or 0
+    frames = [Frame(f, 0, k * step) for k, f in enumerate(raw)]
     if feed_b_delay is not None:
-        frames += [Frame(f, 1, feed_b_delay) for f in raw]
+        frames += [Frame(f, 1, k * step + feed_b_delay) for k, f in enumerate(raw)]
     return frames
 
 
@@ -745,6 +752,11 @@ def latency_samples(res: ReplayResult) -> dict:
     return {"tick_to_trade": t2t, "stages": stages}
 
 
+def cycles_to_ns(dist: dict, clock_mhz: float) -> dict:
+    """A cycle distribution (:func:`latency_report`) in ns at ``clock_mhz`` (``n`` kept)."""
+    return {k: (v if k == "n" else round(v * 1e3 / clock_mhz, 1)) for k, v in dist.items()}
+
+
 def latency_report(res: ReplayResult, samples: dict | None = None) -> dict:
     """Per-stage and tick-to-trade latency distributions (cycles) of a replay: n, min, median,
     p99, max, mean of :func:`latency_samples` (``samples`` when already computed)."""
@@ -755,7 +767,8 @@ def latency_report(res: ReplayResult, samples: dict | None = None) -> dict:
 
 def replay_file(path=None, *, params=None, out: Path | None = None, idle: float = 0.0,
                 stall: float = 0.0, feed_b_delay: int | None = None, subscribe=None,
-                progress=None, risk_config=None, samples: bool = False) -> dict:
+                progress=None, risk_config=None, samples: bool = False,
+                spacing: int | None = None, clock_mhz: float = CORE_MHZ) -> dict:
     """Replay a capture through the RTL, compare with golden, write ``latency.json``.
 
     Parameters
@@ -770,6 +783,12 @@ def replay_file(path=None, *, params=None, out: Path | None = None, idle: float 
         Probability of an idle input beat / a stalled output cycle.
     feed_b_delay : int, optional
         Also send every frame on feed B, released this many cycles later.
+    spacing : int, optional
+        Release frame ``k`` no earlier than cycle ``k * spacing`` (unqueued latency).
+    clock_mhz : float
+        Core clock the ``*_ns`` figures are computed at, MHz (default the 156.25 MHz core
+        clock every front- and back-end stage closes at out of context; see
+        ``hftaccel build --stage``).
     subscribe : sequence of int, optional
         Stock locates for the book (default: every locate of the input, up to the book's
         ``book_symbols``).
@@ -783,7 +802,8 @@ def replay_file(path=None, *, params=None, out: Path | None = None, idle: float 
     Returns
     -------
     dict
-        The report: ``tick_to_trade_cycles``, ``stages``, ``events`` (ITCH messages),
+        The report: ``tick_to_trade_cycles``, ``tick_to_trade_ns`` (at ``clock_mhz``),
+        ``clock_mhz``, ``stages``, ``events`` (ITCH messages),
         ``mismatches`` (per stream), ``counts``, ``first_mismatches``, ``cycles``,
         ``sim_cycles_per_s``, ``wall_s`` (simulation), ``registers``, ``params``.
     """
@@ -801,7 +821,7 @@ def replay_file(path=None, *, params=None, out: Path | None = None, idle: float 
         locs = sorted(set(int(x) for x in np.unique(ev["stock_locate"])))[:h.top.book_symbols]
     golden = golden_run(path, h, locates=locs, risk_config=risk_config)
     writes = h.subscribe_writes(locs) + (h.risk_writes(risk_config) if risk_config else [])
-    frames = frames_of(path, feed_b_delay=feed_b_delay)
+    frames = frames_of(path, feed_b_delay=feed_b_delay, spacing=spacing)
     tick("simulate")
     res = h.run(frames, csr_writes=writes, idle=idle, stall=stall)
     tick("compare")
@@ -813,6 +833,8 @@ def replay_file(path=None, *, params=None, out: Path | None = None, idle: float 
         "events": int(sum(golden.feed.type_counts.values())),
         "book_updates": int(golden.records.shape[0]),
         "tick_to_trade_cycles": lat["tick_to_trade_cycles"],
+        "clock_mhz": clock_mhz,
+        "tick_to_trade_ns": cycles_to_ns(lat["tick_to_trade_cycles"], clock_mhz),
         "stages": lat["stages"],
         "mismatches": cmp["mismatches"],
         "counts": cmp["counts"],
@@ -826,7 +848,7 @@ def replay_file(path=None, *, params=None, out: Path | None = None, idle: float 
         "registers": {k: v for k, v in res.registers.items()
                       if not k.startswith("risk_") or k == "risk_gross_notional"},
         "params": h.params,
-        "idle": idle, "stall": stall, "feed_b_delay": feed_b_delay,
+        "idle": idle, "stall": stall, "feed_b_delay": feed_b_delay, "spacing": spacing,
     }
     out = Path(out) if out else BUILD_ROOT / "latency.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -847,11 +869,14 @@ def main(argv=None) -> int:
     ap.add_argument("--idle", type=float, default=0.0)
     ap.add_argument("--stall", type=float, default=0.0)
     ap.add_argument("--feed-b-delay", type=int, default=None)
+    ap.add_argument("--spacing", type=int, default=None,
+                    help="release frame k no earlier than cycle k*SPACING (unqueued latency)")
+    ap.add_argument("--clock-mhz", type=float, default=CORE_MHZ)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     rep = replay_file(a.input, out=a.out, idle=a.idle, stall=a.stall,
-                      feed_b_delay=a.feed_b_delay,
+                      feed_b_delay=a.feed_b_delay, spacing=a.spacing, clock_mhz=a.clock_mhz,
                       progress=lambda s: print(f"[{time.perf_counter() - t0:7.1f}s] {s}",
                                                file=sys.stderr))
     if a.json:
@@ -861,6 +886,7 @@ def main(argv=None) -> int:
         print(f"events {rep['events']:,}  cycles {rep['cycles']:,}  "
               f"{rep['sim_cycles_per_s']:,.0f} cycles/s  sim {rep['wall_s']:.1f} s")
         print(f"tick-to-trade cycles: {t}")
+        print(f"tick-to-trade ns at {rep['clock_mhz']} MHz: {rep['tick_to_trade_ns']}")
         for k, v in rep["stages"].items():
             print(f"  {k:9s} {v}")
         print(f"mismatches: {rep['mismatches']}  -> {rep['path']}")

@@ -55,13 +55,13 @@ def _check(h, path, frames, *, risk=None, udp_port=None, extra_writes=(), **kw):
     return res, cmp, golden
 
 
-def _synthetic(tmp_path, n=2500, seed=5):
+def _synthetic(tmp_path, n=2500, seed=5, per_packet=6):
     msgs = {}
     for chunk in synthetic.generate(n, n_symbols=4, seed=seed, max_live_orders=200):
         for t, arr in chunk.items():
             msgs[t] = arr if t not in msgs else np.concatenate([msgs[t], arr])
     path = tmp_path / "synthetic.pcap"
-    return path, mold_pcap(path, msgs, max_messages_per_packet=6)
+    return path, mold_pcap(path, msgs, max_messages_per_packet=per_packet)
 
 
 def test_real_captures(harness, tmp_path):
@@ -98,6 +98,29 @@ def test_synthetic_backpressure_ab(harness, tmp_path):
     # the hardware's own stamp (de-framer out -> first OUCH byte) is never longer
     assert res.registers["latency_max"] <= lat["tick_to_trade_cycles"]["max"]
     assert res.registers["latency_count"] == res.registers["ouch_orders"]
+
+
+#: Unqueued tick-to-trade bound, cycles: 31 cycles = 198.4 ns at the 156.25 MHz core clock
+#: every front- and back-end stage closes at (tests/boards/test_boards_stage.py).
+UNQUEUED_T2T_CYCLES = 31
+
+
+def test_unqueued_tick_to_trade(harness, tmp_path):
+    """One message per packet, packets 256 cycles apart (nothing queues): every order
+    bit-exact, and the pipeline's own tick-to-trade (beat with the message's last byte in ->
+    first OUCH byte out) within :data:`UNQUEUED_T2T_CYCLES`; cycles are deterministic, so this
+    is a regression gate, not a timed test."""
+    path, _ = _synthetic(tmp_path, n=1500, seed=13, per_packet=1)
+    res, cmp, golden = _check(harness, path, replay.frames_of(path, spacing=256), risk=ACTIVE)
+    t2t = replay.latency_report(res)["tick_to_trade_cycles"]
+    assert t2t["n"] == res.registers["ouch_orders"] > 10
+    assert res.input_stalls() == 0
+    assert t2t["max"] <= UNQUEUED_T2T_CYCLES, (
+        f"unqueued tick-to-trade {t2t} cycles; bound {UNQUEUED_T2T_CYCLES} "
+        f"({UNQUEUED_T2T_CYCLES * 1e3 / replay.CORE_MHZ:.1f} ns at {replay.CORE_MHZ} MHz)")
+    # the hardware's own stamp (de-framer out -> first OUCH byte) agrees with the taps
+    assert res.registers["latency_count"] == t2t["n"]
+    assert res.registers["latency_max"] <= t2t["max"]
 
 
 def test_kill_switch_register(harness, tmp_path):
