@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 CORE_MHZ = 156.25
 #: (stage, configuration) built in CI: the stages of the timing-closure issue in their board
 #: configurations, or a reduced one where the board's is slow to build.
-CI_STAGES = [("csr", "default"), ("lookup", "default"), ("meter", "default")]
+CI_STAGES = [("eth", "default"), ("csr", "default"), ("lookup", "default"), ("meter", "default")]
 
 
 def _have_tools():
