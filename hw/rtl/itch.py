@@ -82,9 +82,11 @@ class ItchParser(wiring.Component):
     A message of a type in :data:`DECODED_TYPES` with its specified length is decoded and
     presented on ``o`` the cycle after it is accepted; every other message is counted by reason
     (:data:`SKIP_REASONS`: another ITCH type, a byte that is no ITCH type, a length that
-    disagrees with the type's, an empty message) and dropped. One message a cycle; ``i`` is
-    ready whenever ``o`` can take a record. Fields of decoded types that the record has no
-    room for are listed in :data:`LEFT_OUT` (match numbers, attribution, ...).
+    disagrees with the type's, an empty message) and dropped. One message a cycle. The output
+    register has a skid register behind it, so ``i.ready`` is a register (low only while a
+    record waits in the skid) and never depends combinationally on ``o.ready``. Fields of
+    decoded types that the record has no room for are listed in :data:`LEFT_OUT` (match
+    numbers, attribution, ...).
 
     Parameters
     ----------
@@ -101,7 +103,14 @@ class ItchParser(wiring.Component):
         Records delivered.
     skipped_<reason> : Out(32)
         Messages skipped, one counter per :data:`SKIP_REASONS` entry.
+    latency : int
+        Cycles from a message accepted on ``i`` to its record on ``o`` (no back-pressure): 1.
+    ii : int
+        Cycles per message: 1 (a message can be accepted every cycle).
     """
+
+    latency = 1
+    ii = 1
 
     def __init__(self, *, max_message: int = MAX_MESSAGE):
         longest = max(spec.MESSAGE_LENGTH.values())
@@ -163,14 +172,27 @@ class ItchParser(wiring.Component):
                                  Cat(*[is_type[t] for t in spec.BOOK_MESSAGE_TYPES]).any())),
         ]
 
+        # Output register with a skid register behind it: ``i.ready`` is a register (the skid
+        # is empty), so it never chains combinationally from ``o.ready``; the record registers
+        # load whenever the output is free, whatever the input, so their clock enable does not
+        # depend on the decode (``o.valid`` says whether they hold a record).
+        accept = Signal()
+        rec_valid = Signal()
+        skid = Signal(DECODED_LAYOUT)
+        skid_valid = Signal()
         o_free = ~self.o.valid | self.o.ready
-        m.d.comb += self.i.ready.eq(o_free)
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(self.i.valid & o_free):
-            with m.If(ok):
-                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(rec),
-                             self.decoded.eq(self.decoded + 1)]
+        m.d.comb += [self.i.ready.eq(~skid_valid), accept.eq(self.i.valid & self.i.ready),
+                     rec_valid.eq(accept & ok)]
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(rec)
+        with m.If(o_free):
+            m.d.sync += [self.o.payload.eq(Mux(skid_valid, skid, rec)),
+                         self.o.valid.eq(skid_valid | rec_valid), skid_valid.eq(0)]
+        with m.Elif(rec_valid):
+            m.d.sync += skid_valid.eq(1)
+        with m.If(rec_valid):
+            m.d.sync += self.decoded.eq(self.decoded + 1)
+        with m.If(accept):
             for r in SKIP_REASONS:
                 ctr = getattr(self, f"skipped_{r}")
                 with m.If(reason[r]):

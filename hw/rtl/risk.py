@@ -5,7 +5,7 @@ dtypes, check priority) and the golden model :mod:`hftaccel.golden.risk` (``deci
 ``gate``), which this block reproduces bit for bit. Every width is read from the spec's dtypes.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -47,7 +47,8 @@ STATE_LAYOUT = data.StructLayout({
 })
 
 _R = {name: k for k, name in enumerate(spec.REJECT_REASONS)}
-# the notional product below is 32 x 31 bits: every valid order price must fit in 31 bits
+# a valid order's notional lot * price is below 2**63 (lot < 2**32, price < 2**31), so sums of
+# two notionals are exact in 64 bits
 assert 0 < spec.MAX_ORDER_PRICE < 1 << 31
 _I64 = 64
 
@@ -57,19 +58,44 @@ def _s64(v):
     return v[:_I64].as_signed()
 
 
+def _csa(x, y, z, width):
+    """Carry-save step: ``x + y + z == s + c`` (mod ``2**width``), one LUT level, no carry."""
+    x, y, z = x[:width], y[:width], z[:width]
+    return (x ^ y ^ z)[:width], Cat(Const(0, 1), (x & y) | (x & z) | (y & z))[:width]
+
+
 class RiskGate(wiring.Component):
-    """Golden ``decide`` + ``gate`` in two pipeline stages, one record a cycle.
+    """Golden ``decide`` + ``gate`` in a five-stage pipeline, one record a cycle.
 
-    Stage 1 (the cycle an update is accepted) computes the intent, price and size and every
-    check that needs no state (bad quote, bad order, order size, price collar) and the order's
-    notional. Stage 2 reads the locate's state (asynchronous read of the locate memory), adds
-    the kill switch, position, gross-notional and throttle checks, priority-encodes the first
-    failing one in :data:`hftaccel.spec.risk.REJECT_REASONS` order, updates the state and
-    registers the decision. The only state lives in stage 2, so back-to-back updates of one
-    locate need no forwarding. A decision is presented two cycles after its update is accepted.
+    Every register-to-register path holds at most one carry chain, one EBR read or one DSP.
+    Stages (an update accepted in cycle 0):
 
-    After reset the locate memory is cleared, one locate a cycle (``num_locates`` cycles with
-    ``i.ready`` low); the throttle ring needs no clearing (its fill count resets).
+    0. score differences, both candidate prices (buy and sell side), the spread, ``t + window``,
+       the bad-quote check; the locate memory read is issued; the four 16 x 16 partial
+       products ``lot * best_ask`` and ``lot * best_bid`` (MULT18X18D, fabric registers in and
+       out).
+    1. intent (``score_up - max(down, flat) >= thr`` as two compares), bad-price flags of both
+       candidates, collar deviation, partial sums of both candidate notionals; the locate
+       memory's output is registered.
+    2. price and notional ``n`` of the chosen side, ``n`` plus the previous record's notional,
+       collar compares; in-flight updates are forwarded into the locate state.
+    3. every stateful compare, each under both hypotheses about the record one stage ahead
+       (approved or not): position against thresholds that already include that record's
+       delta, ``n`` and ``n + n_prev`` against the notional headroom, ``t`` against the two
+       throttle-ring candidates; the new-state candidates ``state + k * lot``.
+    4. the verdict: LUT logic over registered compare bits and the previous verdict, which
+       selects the new state, headroom, gross, ring slot and UserRefNum.
+
+    The decision is registered behind a skid buffer (:attr:`latency` cycles after the update
+    is accepted); ``i.ready`` and the pipeline enable come from registers. Updates of one
+    locate may follow each other back to back: the state of the record one stage ahead is
+    speculated on, older in-flight updates are forwarded from the write-back register.
+
+    After reset the locate memory is cleared, one locate a cycle, and the configuration
+    products (``price_offset_ticks * tick_size``, ``collar_ticks * tick_size``,
+    ``throttle_window_us * 1000``, ``lot_size * offset``) are computed by a shift-and-add
+    engine that repeats every 256 cycles; ``i.ready`` stays low (``clearing``) for
+    ``max(num_locates, 512)`` cycles.
 
     Parameters
     ----------
@@ -87,29 +113,38 @@ class RiskGate(wiring.Component):
     Attributes
     ----------
     i : In(stream.Signature(SCORED_LAYOUT))
-        Scored book updates, timestamps non-decreasing.
+        Scored book updates, timestamps non-decreasing and below 2**63.
     o : Out(stream.Signature(DECISION_LAYOUT))
         One :data:`~hftaccel.spec.risk.DECISION_DTYPE` record per update, state fields after
         the update was applied.
     cfg : In(CONFIG_LAYOUT)
         Config registers (:class:`hftaccel.spec.risk.RiskConfig` fields). ``kill_switch`` is
-        read live by every record (the golden ``set_kill_switch``); ``throttle_orders`` and
-        ``fill_model`` must be held from reset on (the golden state captures them).
-        Timestamps going backwards and UserRefNum wrap-around are not checked (the golden
-        ``gate`` raises on them); there are no ports for the router's fill / cancel reports
-        (the golden ``on_fill`` / ``on_cancel``), so with ``FILL_RESTING`` open orders only
-        accumulate.
+        read (one register later) by every record (the golden ``set_kill_switch``); the other
+        fields are static while orders flow: their products follow a write within 512 cycles,
+        and ``throttle_orders`` and ``fill_model`` must be held from reset on (the golden state
+        captures them). Timestamps going backwards and UserRefNum wrap-around are not checked
+        (the golden ``gate`` raises on them); there are no ports for the router's fill / cancel
+        reports (the golden ``on_fill`` / ``on_cancel``), so with ``FILL_IMMEDIATE`` nothing
+        is ever open and with ``FILL_RESTING`` the position stays 0 and open orders only
+        accumulate (the position check relies on both).
     cfg_error : Out(1)
         ``cfg.throttle_orders`` is outside 1..``max_throttle``.
     clearing : Out(1)
-        The locate memory is being cleared after reset.
+        The locate memory is being cleared / the configuration products computed after reset.
     gross_notional : Out(signed(64))
         Committed notional, 1/10,000 USD.
     approved, no_intent : Out(32)
-        Approved orders; updates that produced no intent.
+        Approved orders; updates that produced no intent (counted one cycle after the
+        decision is registered).
     rejected_<reason> : Out(32)
         Rejections counted by reason, one per :data:`~hftaccel.spec.risk.REJECT_REASONS`.
+    latency, ii : int
+        Cycles from an update accepted to its decision presented (no back-pressure); cycles
+        between accepted updates.
     """
+
+    latency = 5
+    ii = 1
 
     def __init__(self, *, num_locates: int = 256, max_throttle: int = 16,
                  first_user_ref_num: int = 1):
@@ -141,180 +176,404 @@ class RiskGate(wiring.Component):
         m = Module()
         cfg = self.cfg
         loc_bits = max(1, (self._n_loc - 1).bit_length())
+        n_thr = self._n_thr
+        S66 = signed(66)
 
-        # ------------------------------------------------------------ stage 1: decide
+        def reg(shape, name, init=0):
+            return Signal(shape, name=name, init=init)
+
+        # ------------------------------------------------------------ configuration
+        # Products of configuration registers: one shift-and-add engine, 64 steps a product,
+        # four products a 256-cycle round, repeated for ever (config is static while orders
+        # flow; ``clearing`` covers the first two rounds after reset).
+        q = reg(32, "cfg_q")                          # shares of every order
+        m.d.sync += q.eq(cfg.lot_size[:32])
+        ecnt = reg(8, "eng_cnt")
+        e_x, e_y, e_acc = reg(64, "eng_x"), reg(64, "eng_y"), reg(64, "eng_acc")
+        prods = [reg(64, f"eng_p{k}") for k in range(4)]
+        off, ctk, window, qoff = prods                # offset, collar, window (ns), lot * offset
+        x0 = Array([cfg.price_offset_ticks, cfg.collar_ticks, cfg.throttle_window_us, off])
+        y0 = Array([cfg.tick_size, cfg.tick_size, Const(1000, 64), q])
+        phase, step = ecnt[6:], ecnt[:6]
+        acc_next = Signal(64)
+        m.d.comb += acc_next.eq(Mux(step == 0, 0, e_acc) + Mux(e_y[0], e_x, 0))
+        m.d.sync += ecnt.eq(ecnt + 1)
+        with m.If(step == 0):
+            m.d.sync += [e_acc.eq(Mux(y0[phase][0], x0[phase], 0)),
+                         e_x.eq(x0[phase] << 1), e_y.eq(y0[phase] >> 1)]
+        with m.Else():
+            m.d.sync += [e_acc.eq(acc_next), e_x.eq(e_x << 1), e_y.eq(e_y >> 1)]
+        with m.If(step == 63):
+            with m.Switch(phase):
+                for k in range(4):
+                    with m.Case(k):
+                        m.d.sync += prods[k].eq(acc_next)
+        rounds = reg(range(3), "eng_rounds")
+        with m.If((ecnt == 255) & (rounds < 2)):
+            m.d.sync += rounds.eq(rounds + 1)
+
+        take, resting, kill = reg(1, "cfg_take"), reg(1, "cfg_resting"), reg(1, "cfg_kill")
+        lot_zero, size_bad = reg(1, "cfg_lot_zero"), reg(1, "cfg_size_bad")
+        thr_b, thr_s = reg(signed(36), "cfg_thr_b"), reg(signed(36), "cfg_thr_s")
+        off2 = reg(signed(64), "cfg_off2")
+        col2, ncol2 = reg(signed(64), "cfg_col2"), reg(signed(66), "cfg_ncol2")
+        nqoff = reg(64, "cfg_nqoff")
+        win = reg(signed(64), "cfg_window")
+        # position thresholds (exact): T0 = max_pos - q and its neighbours
+        t0, t0m1 = reg(S66, "cfg_t0"), reg(S66, "cfg_t0m1")
+        tmq, tmqm1 = reg(S66, "cfg_tmq"), reg(S66, "cfg_tmqm1")
+        tpq, tpqm1 = reg(S66, "cfg_tpq"), reg(S66, "cfg_tpqm1")
+        q2 = Cat(Const(0, 1), q)
+        maxg = reg(signed(64), "cfg_max_gross")
+        thr_n = cfg.throttle_orders
+        n_r = reg(range(n_thr + 1), "cfg_thr_n")
+        n_is1 = reg(1, "cfg_thr_n_is1")
+        nm1 = reg(range(n_thr + 1), "cfg_thr_nm1")
+        lim = 1 << 34
+
+        def clamp(v):
+            return Mux(v > lim, lim, Mux(v < -lim, -lim, v))
+
+        mp = cfg.max_position
+        m.d.sync += [
+            take.eq(cfg.price_policy == spec.POLICY_TAKE),
+            resting.eq(cfg.fill_model == spec.FILL_RESTING),
+            kill.eq(cfg.kill_switch != 0),
+            lot_zero.eq(q == 0),
+            size_bad.eq(q > cfg.max_order_size),
+            thr_b.eq(clamp(cfg.buy_threshold)), thr_s.eq(clamp(cfg.sell_threshold)),
+            off2.eq(Cat(Const(0, 1), off[:63]).as_signed()),
+            col2.eq(Cat(Const(0, 1), ctk[:63]).as_signed()),
+            ncol2.eq(-col2),
+            nqoff.eq(-qoff),
+            win.eq(window.as_signed()),
+            t0.eq(mp - q), t0m1.eq(t0 - 1), tmq.eq(t0 - q), tmqm1.eq(tmq - 1),
+            tpq.eq(mp), tpqm1.eq(mp - 1),
+            maxg.eq(cfg.max_gross_notional),
+            n_r.eq(thr_n[:len(n_r)]), n_is1.eq(thr_n == 1), nm1.eq(n_r - 1),
+        ]
+
+        # ------------------------------------------------------------ handshake
+        clearing = Signal(init=1)
+        clr_addr = reg(loc_bits, "clr_addr")
+        clr_done = reg(1, "clr_done")
+        sk_valid = reg(1, "skid_valid")
+        adv = Signal()                                # the whole pipeline advances
+        m.d.comb += [adv.eq(~sk_valid),
+                     self.i.ready.eq(adv & ~clearing),
+                     self.clearing.eq(clearing),
+                     self.cfg_error.eq((thr_n < 1) | (thr_n > n_thr))]
+        with m.If(clearing):
+            m.d.sync += clr_addr.eq(clr_addr + 1)
+            with m.If(clr_addr == self._n_loc - 1):
+                m.d.sync += clr_done.eq(1)
+            with m.If(clr_done & (rounds == 2)):
+                m.d.sync += clearing.eq(0)
+
+        # ------------------------------------------------------------ locate memory
+        SW = 3 * 64
+        m.submodules.loc_mem = loc_mem = Memory(shape=unsigned(SW), depth=self._n_loc, init=[])
+        rd = loc_mem.read_port()
+        wr = loc_mem.write_port()
+        wb_valid, wb_loc, wb_st = reg(1, "wb_valid"), reg(loc_bits, "wb_loc"), reg(SW, "wb_st")
+
+        def parts(v):
+            return v[:64].as_signed(), v[64:128].as_signed(), v[128:192].as_signed()
+
         p = self.i.payload
+        a, b = p.best_ask, p.best_bid
+        loc0 = p.stock_locate[:loc_bits]
+        m.d.comb += [rd.addr.eq(loc0), rd.en.eq(adv),
+                     wr.addr.eq(Mux(clearing, clr_addr, wb_loc)),
+                     wr.data.eq(Mux(clearing, 0, wb_st)),
+                     wr.en.eq(clearing | wb_valid)]
+
+        # ------------------------------------------------------------ stage 0 -> S1
         s_dn, s_fl, s_up = (p.scores[k] for k in (spec.CLASS_DOWN, spec.CLASS_FLAT,
                                                   spec.CLASS_UP))
-        m_up = s_up - Mux(s_dn > s_fl, s_dn, s_fl)
-        m_dn = s_dn - Mux(s_up > s_fl, s_up, s_fl)
-        is_buy = Signal()
-        is_sell = Signal()
-        m.d.comb += [is_buy.eq(m_up >= cfg.buy_threshold),
-                     is_sell.eq(~is_buy & (m_dn >= cfg.sell_threshold))]
-        take = cfg.price_policy == spec.POLICY_TAKE
-        # Products of configuration registers only (static while orders flow) are registered:
-        # a 64x64 multiply stays off the per-update path. They follow a register write on the
-        # next cycle; updates flow only after the locate memory is cleared at reset.
-        off = Signal(signed(64))
-        m.d.sync += off.eq(_s64(cfg.price_offset_ticks * cfg.tick_size))
-        b, a = p.best_bid, p.best_ask
-        price = Signal(signed(64))
-        shares = Signal(DECISION_LAYOUT["shares"].shape)
+        v1, t1_ = reg(1, "s1_valid"), reg(64, "s1_t")
+        seq1, loc1 = reg(64, "s1_seq"), reg(16, "s1_loc")
+        bq1 = reg(1, "s1_bad_quote")
+        d1 = [reg(signed(34), f"s1_d{k}") for k in range(4)]
+        bpx1, spx1 = reg(signed(64), "s1_bpx"), reg(signed(64), "s1_spx")
+        x1 = reg(signed(34), "s1_spread")
+        tw1 = reg(S66, "s1_tw")
+        pp1 = {(s, k): reg(32, f"s1_p{s}{k}") for s in "ab" for k in range(4)}
+        fh1, fd1 = reg(1, "s1_fwd_hit"), reg(SW, "s1_fwd_st")
+        with m.If(adv):
+            m.d.sync += [
+                v1.eq(self.i.valid & ~clearing), t1_.eq(p.timestamp), seq1.eq(p.seq),
+                loc1.eq(p.stock_locate),
+                bq1.eq((b == 0) | (a == 0) | (b > a)),
+                d1[0].eq(s_up - s_dn), d1[1].eq(s_up - s_fl),
+                d1[2].eq(s_dn - s_up), d1[3].eq(s_dn - s_fl),
+                bpx1.eq(_s64(Mux(take, a, b) + off)),
+                spx1.eq(_s64(Mux(take, b, a) - off)),
+                x1.eq(Mux(take, a, b) - Mux(take, b, a)),
+                tw1.eq(p.timestamp.as_signed() + win),
+                fh1.eq(wb_valid & (wb_loc == loc0)), fd1.eq(wb_st),
+            ]
+            for s, base in (("a", a), ("b", b)):
+                for k, (x, y) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+                    m.d.sync += pp1[s, k].eq(base[16 * x:16 * x + 16] * q[16 * y:16 * y + 16])
+
+        # ------------------------------------------------------------ S1 -> S2
+        v2, t2, seq2, loc2 = reg(1, "s2_valid"), reg(64, "s2_t"), reg(64, "s2_seq"), \
+            reg(16, "s2_loc")
+        bq2, buy2, sell2 = reg(1, "s2_bad_quote"), reg(1, "s2_buy"), reg(1, "s2_sell")
+        badb2, bads2 = reg(1, "s2_bad_b"), reg(1, "s2_bad_s")
+        bpx2, spx2 = reg(signed(64), "s2_bpx"), reg(signed(64), "s2_spx")
+        dev2 = reg(signed(64), "s2_dev")
+        tw2 = reg(S66, "s2_tw")
+        mid2 = {s: reg(33, f"s2_mid_{s}") for s in "bs"}
+        lo2 = {s: reg(64, f"s2_lo_{s}") for s in "bs"}
+        mem2, fh2, fd2 = reg(SW, "s2_mem"), reg(1, "s2_fwd_hit"), reg(SW, "s2_fwd_st")
+        is_buy = (d1[0] >= thr_b) & (d1[1] >= thr_b)
+        is_sell = ~is_buy & (d1[2] >= thr_s) & (d1[3] >= thr_s)
+        hit4 = wb_valid & (wb_loc == loc1[:loc_bits])
+        with m.If(adv):
+            m.d.sync += [
+                v2.eq(v1), t2.eq(t1_), seq2.eq(seq1), loc2.eq(loc1), bq2.eq(bq1),
+                buy2.eq(is_buy), sell2.eq(is_sell),
+                badb2.eq((bpx1 <= 0) | (bpx1 > spec.MAX_ORDER_PRICE)),
+                bads2.eq((spx1 <= 0) | (spx1 > spec.MAX_ORDER_PRICE)),
+                bpx2.eq(bpx1), spx2.eq(spx1),
+                dev2.eq(_s64(x1 + off2)),
+                tw2.eq(tw1),
+                mem2.eq(rd.data),
+                fh2.eq(hit4 | fh1), fd2.eq(Mux(hit4, wb_st, fd1)),
+            ]
+            # notional of each side: q * base (+/-) q * offset, as lo + (mid << 16)
+            for s, first, pm in (("b", "a", qoff), ("s", "b", nqoff)):
+                other = "b" if first == "a" else "a"
+
+                def pick(k):
+                    return Mux(take, pp1[first, k], pp1[other, k])
+                m.d.sync += [mid2[s].eq(pick(1) + pick(2)),
+                             lo2[s].eq((Cat(pick(0), pick(3)) + pm)[:64])]
+
+        # ------------------------------------------------------------ S2 -> S3
+        v3, t3, seq3, loc3 = reg(1, "s3_valid"), reg(64, "s3_t"), reg(64, "s3_seq"), \
+            reg(16, "s3_loc")
+        buy3, intent3 = reg(1, "s3_buy"), reg(8, "s3_intent")
+        price3, shares3 = reg(signed(64), "s3_price"), reg(32, "s3_shares")
+        bq3, bo3, col3 = reg(1, "s3_bad_quote"), reg(1, "s3_bad_order"), reg(1, "s3_collar")
+        n3, nn3 = reg(64, "s3_n"), reg(64, "s3_nn")
+        tw3 = reg(S66, "s3_tw")
+        mem3 = reg(SW, "s3_mem")
+        same1_3, same2_3 = reg(1, "s3_same1"), reg(1, "s3_same2")
+        # S4 / wb declared early (S3 compares with the records ahead)
+        v4, loc4 = reg(1, "s4_valid"), reg(16, "s4_loc")
+        hit3 = wb_valid & (wb_loc == loc2[:loc_bits])
+        lo = Mux(buy2, lo2["b"], lo2["s"])
+        mid = Cat(Const(0, 16), Mux(buy2, mid2["b"], mid2["s"]))[:64]
+        cs_s, cs_c = _csa(lo, mid, n3, 64)
+        with m.If(adv):
+            m.d.sync += [
+                v3.eq(v2), t3.eq(t2), seq3.eq(seq2), loc3.eq(loc2), buy3.eq(buy2),
+                intent3.eq(Mux(buy2, spec.INTENT_BUY,
+                               Mux(sell2, spec.INTENT_SELL, spec.INTENT_NONE))),
+                price3.eq(Mux(buy2, bpx2, Mux(sell2, spx2, 0))),
+                shares3.eq(Mux(buy2 | sell2, q, 0)),
+                bq3.eq(bq2), bo3.eq(lot_zero | Mux(buy2, badb2, bads2)),
+                col3.eq((dev2 > col2) | (dev2 < ncol2)),
+                n3.eq((lo + mid)[:64]), nn3.eq((cs_s + cs_c)[:64]),
+                tw3.eq(tw2),
+                mem3.eq(Mux(hit3, wb_st, Mux(fh2, fd2, mem2))),
+                same1_3.eq(v3 & (loc3[:loc_bits] == loc2[:loc_bits])),
+                same2_3.eq(v4 & (loc4[:loc_bits] == loc2[:loc_bits])),
+            ]
+
+        # ------------------------------------------------------------ S3 -> S4 (compares)
+        # Every stateful check of the record in S3 is evaluated twice: A if the record in S4
+        # (one ahead, its verdict not known yet) is not approved, B if it is. S4 then only
+        # picks one with the previous verdict (a register).
+        t4, seq4 = reg(64, "s4_t"), reg(64, "s4_seq")
+        buy4, intent4 = reg(1, "s4_buy"), reg(8, "s4_intent")
+        none4 = reg(1, "s4_none")
+        price4, shares4 = reg(signed(64), "s4_price"), reg(32, "s4_shares")
+        n4, tw4 = reg(64, "s4_n"), reg(S66, "s4_tw")
+        act4, e_any4, e_code4 = reg(1, "s4_act"), reg(1, "s4_early_any"), reg(8, "s4_early_code")
+        late_a4, late_b4 = reg(1, "s4_late_a"), reg(1, "s4_late_b")
+        pa4, pb4, ga4, gb4 = (reg(1, f"s4_{k}") for k in ("pos_a", "pos_b", "gross_a",
+                                                          "gross_b"))
+        comps = ("pos", "ob", "os")
+        hyps = ("a0", "a1", "b0", "b1")   # hypothesis, then whether this record is approved
+        st4 = {(c, hy): reg(signed(64), f"s4_{c}_{hy}") for c in comps for hy in hyps}
+
+        gross = reg(signed(64), "gross")
+        h = reg(signed(64), "headroom")               # max_gross_notional - gross
+        heads = [reg(range(n_thr), f"ring_head{k}") for k in range(4)]   # head, +1, +2, +3
+        ring = Array(reg(S66, f"ring{k}") for k in range(n_thr))
+        # ring[head], ring[head + 1], ring[head + 2] (mod N), kept as registers
+        r_a, r_b, r_c = reg(S66, "ring_a"), reg(S66, "ring_b"), reg(S66, "ring_c")
+        count = reg(range(n_thr + 1), "ring_count")
+        full = reg(1, "ring_full")
+
+        st = Mux(same2_3, wb_st, mem3)
+        pos, ob, os_ = parts(st)
+        imm_x = Mux(buy3, pos, ~pos)
+        x = Mux(resting, Mux(buy3, ob, os_), imm_x)
+        th_a = Mux(~resting & ~buy3, t0m1, t0)
+        th_b_imm = Mux(buy3, Mux(buy4, tmq, tpq), Mux(buy4, tpqm1, tmqm1))
+        th_b_rest = Mux(buy3 == buy4, tmq, t0)
+        th_b = Mux(same1_3, Mux(resting, th_b_rest, th_b_imm), th_a)
+        pa, pb = Signal(), Signal()
+        ga, gb = Signal(), Signal()
+        ta, tb = Signal(), Signal()
+        t3s = t3.as_signed()
         m.d.comb += [
-            price.eq(Mux(is_buy, _s64(Mux(take, a, b) + off),
-                         Mux(is_sell, _s64(Mux(take, b, a) - off), 0))),
-            shares.eq(Mux(is_buy | is_sell, cfg.lot_size[:len(shares)], 0)),
+            pa.eq(x > th_a), pb.eq(x > th_b),
+            ga.eq(Cat(n3, Const(0, 1)).as_signed() > h),
+            gb.eq(Cat(nn3, Const(0, 1)).as_signed() > h),
+            ta.eq(t3s < r_a), tb.eq(t3s < Mux(n_is1, tw4, r_b)),
         ]
-        collar2 = Signal(signed(64))
-        m.d.sync += collar2.eq(_s64(2 * cfg.collar_ticks * cfg.tick_size))
-        dev = Signal(signed(67))
-        m.d.comb += dev.eq(2 * price - (b + a))
-        early = [   # stateless checks in priority order
-            ("bad_quote", (b == 0) | (a == 0) | (b > a)),
-            ("bad_order", (shares == 0) | (price <= 0) | (price > spec.MAX_ORDER_PRICE)),
-            ("max_order_size", shares > cfg.max_order_size),
-            ("price_collar", Mux(dev < 0, -dev, dev) > collar2),
-        ]
-        early_fail = Signal()
-        early_reason = Signal(8)
+        early = [("bad_quote", bq3), ("bad_order", bo3), ("max_order_size", size_bad),
+                 ("price_collar", col3)]
+        ef = Cat(*[c for _, c in early]).any()
         code = 0
         for name, cond in reversed(early):
             code = Mux(cond, _R[name], code)
-        m.d.comb += [early_fail.eq(Cat(*[c for _, c in early]).any()),
-                     early_reason.eq(code)]
+        act3 = v3 & (intent3 != spec.INTENT_NONE)
+        full_b = full | (count == nm1)
+        # one LUT after the compares: the late checks of each hypothesis
+        late_a = pa | ga | (full & ta)
+        late_b = pb | gb | (full_b & tb)
+        e_any = kill | ef
+        e_code = Mux(kill, _R["kill_switch"], code)
 
-        s1_valid = Signal()
-        s1 = Signal(data.StructLayout({
-            "timestamp": unsigned(64), "seq": unsigned(64), "price": signed(64),
-            "shares": shares.shape(), "stock_locate": unsigned(16), "intent": unsigned(8),
-            "early_fail": unsigned(1), "early_reason": unsigned(8), "notional": signed(64),
-        }))
+        # state candidates: this record's locate state plus k * lot
+        qq = Cat(q, Const(0, 1)).as_signed()
+        qq2 = Cat(q2, Const(0, 1)).as_signed()
+        var = {
+            ("pos", 2): _s64(pos + qq2), ("pos", 1): _s64(pos + qq), ("pos", 0): pos,
+            ("pos", -1): _s64(pos - qq), ("pos", -2): _s64(pos - qq2),
+            ("ob", 0): ob, ("ob", 1): _s64(ob + qq), ("ob", 2): _s64(ob + qq2),
+            ("os", 0): os_, ("os", 1): _s64(os_ + qq), ("os", 2): _s64(os_ + qq2),
+        }
 
-        # ------------------------------------------------------------ stage 2: gate
-        m.submodules.loc_mem = loc_mem = Memory(shape=STATE_LAYOUT, depth=self._n_loc, init=[])
-        rd = loc_mem.read_port(domain="comb")
-        wr = loc_mem.write_port()
-        m.submodules.ring_mem = ring_mem = Memory(shape=unsigned(64), depth=self._n_thr,
-                                                  init=[])
-        ring_rd = ring_mem.read_port(domain="comb")
-        ring_wr = ring_mem.write_port()
+        def candidate(prev, mine):
+            """State after the record ahead (if ``prev``, same locate) and this one (if
+            ``mine``) are applied: (pos, ob, os)."""
+            ups = [c for c in ((same1_3 & buy4) if prev else None, buy3 if mine else None)
+                   if c is not None]
+            dns = [c for c in ((same1_3 & ~buy4) if prev else None, ~buy3 if mine else None)
+                   if c is not None]
+            n_up = sum((u.as_unsigned() for u in ups), Const(0, 2))
+            n_dn = sum((d.as_unsigned() for d in dns), Const(0, 2))
+            net = Signal(signed(3), name=f"net_{int(prev)}{int(mine)}")
+            m.d.comb += net.eq(n_up - n_dn)
+            pos_v = var["pos", 0]
+            for k in (-2, -1, 1, 2):
+                pos_v = Mux(net == k, var["pos", k], pos_v)
+            ob_v = Mux(n_up == 2, var["ob", 2], Mux(n_up == 1, var["ob", 1], ob))
+            os_v = Mux(n_dn == 2, var["os", 2], Mux(n_dn == 1, var["os", 1], os_))
+            return (Mux(resting, pos, pos_v), Mux(resting, ob_v, ob), Mux(resting, os_v, os_))
 
-        gross = Signal(signed(64))
-        urn = Signal(32, init=self._urn0)
-        head = Signal(range(self._n_thr))
-        count = Signal(range(self._n_thr + 1))
-        clearing = Signal(init=1)
-        clr_addr = Signal(loc_bits)
+        with m.If(adv):
+            m.d.sync += [
+                v4.eq(v3), loc4.eq(loc3), t4.eq(t3), seq4.eq(seq3), buy4.eq(buy3),
+                intent4.eq(intent3), none4.eq(intent3 == spec.INTENT_NONE),
+                price4.eq(price3), shares4.eq(shares3), n4.eq(n3), tw4.eq(tw3),
+                act4.eq(act3 & ~e_any), e_any4.eq(e_any), e_code4.eq(e_code),
+                late_a4.eq(late_a), late_b4.eq(late_b),
+                pa4.eq(pa), pb4.eq(pb), ga4.eq(ga), gb4.eq(gb),
+            ]
+            for hy, prev, mine in (("a0", False, False), ("a1", False, True),
+                                   ("b0", True, False), ("b1", True, True)):
+                for c, v in zip(comps, candidate(prev, mine)):
+                    m.d.sync += st4[c, hy].eq(v)
 
-        thr_n = cfg.throttle_orders
-        m.d.comb += [
-            self.cfg_error.eq((thr_n < 1) | (thr_n > self._n_thr)),
-            self.clearing.eq(clearing),
-            self.gross_notional.eq(gross),
-            rd.addr.eq(s1.stock_locate[:loc_bits]),
-            ring_rd.addr.eq(head),
-        ]
-        st = rd.data
-        q = s1.shares
-        buy = s1.intent == spec.INTENT_BUY
-        t = _s64(s1.timestamp)
-        window = Signal(signed(64))
-        m.d.sync += window.eq(_s64(cfg.throttle_window_us * 1000))
-        late = [   # stateful checks in priority order
-            ("max_position", Mux(buy, st.position + st.open_buy + q,
-                                 st.open_sell - st.position + q) > cfg.max_position),
-            ("max_gross_notional", s1.notional > cfg.max_gross_notional - gross),
-            ("throttle", (count >= thr_n) & (t - ring_rd.data.as_signed() < window)),
-        ]
-        kill = cfg.kill_switch != 0
-        code = 0
-        for name, cond in reversed(late):
-            code = Mux(cond, _R[name], code)
-        code = Mux(s1.early_fail, s1.early_reason, code)
-        code = Mux(kill, _R["kill_switch"], code)
-        fail = Signal()
-        reason = Signal(8)
-        m.d.comb += [fail.eq(kill | s1.early_fail | Cat(*[c for _, c in late]).any()),
-                     reason.eq(code)]
-        none = s1.intent == spec.INTENT_NONE
+        # ------------------------------------------------------------ S4: the verdict
+        ok_prev = reg(1, "ok_prev")
+        urn = reg(32, "urn", init=self._urn0)
         ok = Signal()
-        m.d.comb += ok.eq(~none & ~fail)
-        resting = cfg.fill_model == spec.FILL_RESTING
-        new = Signal(STATE_LAYOUT)
-        m.d.comb += [
-            new.eq(st),
-            new.position.eq(st.position + Mux(ok & ~resting, Mux(buy, q, -q), 0)),
-            new.open_buy.eq(st.open_buy + Mux(ok & resting & buy, q, 0)),
-            new.open_sell.eq(st.open_sell + Mux(ok & resting & ~buy, q, 0)),
-        ]
-        new_gross = Signal(signed(64))
-        m.d.comb += new_gross.eq(gross + Mux(ok, s1.notional, 0))
+        reason = Signal(8)
+        ok_a4, ok_b4 = act4 & ~late_a4, act4 & ~late_b4
 
-        o_free = ~self.o.valid | self.o.ready
-        adv = Signal()          # stage 2 hands its record to the output register
-        m.d.comb += [adv.eq(s1_valid & o_free),
-                     self.i.ready.eq(~clearing & (~s1_valid | adv))]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(adv):
-            m.d.sync += s1_valid.eq(0)
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [
-                s1_valid.eq(1),
-                s1.timestamp.eq(p.timestamp), s1.seq.eq(p.seq), s1.price.eq(price),
-                s1.shares.eq(shares), s1.stock_locate.eq(p.stock_locate),
-                s1.intent.eq(Mux(is_buy, spec.INTENT_BUY,
-                                 Mux(is_sell, spec.INTENT_SELL, spec.INTENT_NONE))),
-                s1.early_fail.eq(early_fail), s1.early_reason.eq(early_reason),
-                # 0 < price <= MAX_ORDER_PRICE < 2**31 whenever the notional is used (any other
-                # price fails early, and a failed intent never reaches the notional checks or
-                # the gross), so a 32 x 31-bit product is exact where it matters
-                s1.notional.eq(shares * price[:31]),
-            ]
+        def late_code(pf, gf):
+            return Mux(e_any4, e_code4, Mux(pf, _R["max_position"], Mux(
+                gf, _R["max_gross_notional"], _R["throttle"])))
+        m.d.comb += [ok.eq(Mux(ok_prev, ok_b4, ok_a4)),
+                     reason.eq(Mux(ok_prev, late_code(pb4, gb4), late_code(pa4, ga4)))]
+        new = {}
+        for c in comps:
+            new[c] = Signal(signed(64), name=f"new_{c}")
+            m.d.comb += new[c].eq(Mux(ok_prev, Mux(ok_b4, st4[c, "b1"], st4[c, "b0"]),
+                                      Mux(ok_a4, st4[c, "a1"], st4[c, "a0"])))
+        gross_add = Signal(signed(64))
+        h_sub = Signal(signed(64))
+        m.d.comb += [gross_add.eq(_s64(gross + n4)), h_sub.eq(_s64(h - n4))]
+        new_gross = Mux(ok, gross_add, gross)
 
-        o = self.o.payload
-        side = Mux(buy, spec.INTENT_SIDE[spec.INTENT_BUY], spec.INTENT_SIDE[spec.INTENT_SELL])
+        def nxt(v):
+            return Mux(v + 1 >= n_r, 0, v + 1)
+
+        with m.If(clearing):
+            m.d.sync += [heads[0].eq(0), count.eq(0), full.eq(0)]
+            m.d.sync += [heads[k].eq(nxt(heads[k - 1])) for k in range(1, 4)]
         with m.If(adv):
-            m.d.sync += [
-                self.o.valid.eq(1),
-                o.timestamp.eq(s1.timestamp), o.seq.eq(s1.seq), o.price.eq(s1.price),
-                o.shares.eq(s1.shares), o.stock_locate.eq(s1.stock_locate),
-                o.intent.eq(s1.intent),
-                o.verdict.eq(Mux(none, spec.VERDICT_NONE,
-                                 Mux(ok, spec.VERDICT_APPROVED, spec.VERDICT_REJECTED))),
-                o.reason.eq(Mux(none | ok, spec.REASON_NONE, reason)),
-                o.side.eq(Mux(none, 0, side)),
-                o.user_ref_num.eq(Mux(ok, urn, 0)),
-                o.position.eq(new.position), o.open_buy.eq(new.open_buy),
-                o.open_sell.eq(new.open_sell), o.gross_notional.eq(new_gross),
-            ]
-            with m.If(none):
-                m.d.sync += self.no_intent.eq(self.no_intent + 1)
+            m.d.sync += [ok_prev.eq(ok),
+                         wb_valid.eq(v4), wb_loc.eq(loc4[:loc_bits]),
+                         wb_st.eq(Cat(new["pos"], new["ob"], new["os"]))]
+            with m.If(~v4):
+                m.d.sync += h.eq(_s64(maxg - gross))
             with m.Elif(ok):
+                m.d.sync += h.eq(h_sub)
+            with m.If(ok):
                 m.d.sync += [
-                    gross.eq(new_gross),
-                    urn.eq(urn + 1),
-                    head.eq(Mux(head + 1 >= thr_n, 0, head + 1)),
-                    self.approved.eq(self.approved + 1),
+                    gross.eq(gross_add), urn.eq(urn + 1),
+                    ring[heads[0]].eq(tw4),
+                    heads[0].eq(heads[1]), heads[1].eq(heads[2]), heads[2].eq(heads[3]),
+                    heads[3].eq(nxt(heads[3])),
+                    r_a.eq(Mux(n_is1, tw4, r_b)),
+                    r_b.eq(Mux(heads[2] == heads[0], tw4, r_c)),
+                    r_c.eq(Mux(heads[3] == heads[0], tw4, ring[heads[3]])),
                 ]
-                with m.If(count < thr_n):
-                    m.d.sync += count.eq(count + 1)
+                with m.If(~full):
+                    m.d.sync += [count.eq(count + 1), full.eq(count == nm1)]
+        m.d.comb += self.gross_notional.eq(gross)
+        none = none4
+        new_pos, new_ob, new_os = new["pos"], new["ob"], new["os"]
+
+        # ------------------------------------------------------------ output + skid buffer
+        rec = Signal(DECISION_LAYOUT)
+        side = Mux(buy4, spec.INTENT_SIDE[spec.INTENT_BUY], spec.INTENT_SIDE[spec.INTENT_SELL])
+        m.d.comb += [
+            rec.timestamp.eq(t4), rec.seq.eq(seq4), rec.price.eq(price4),
+            rec.shares.eq(shares4), rec.stock_locate.eq(loc4), rec.intent.eq(intent4),
+            rec.verdict.eq(Mux(none, spec.VERDICT_NONE,
+                               Mux(ok, spec.VERDICT_APPROVED, spec.VERDICT_REJECTED))),
+            rec.reason.eq(Mux(none | ok, spec.REASON_NONE, reason)),
+            rec.side.eq(Mux(none, 0, side)),
+            rec.user_ref_num.eq(Mux(ok, urn, 0)),
+            rec.position.eq(new_pos), rec.open_buy.eq(new_ob), rec.open_sell.eq(new_os),
+            rec.gross_notional.eq(new_gross),
+        ]
+        sk = Signal(DECISION_LAYOUT)
+        o_free = ~self.o.valid | self.o.ready
+        with m.If(o_free):
+            with m.If(sk_valid):
+                m.d.sync += [self.o.payload.eq(sk), self.o.valid.eq(1), sk_valid.eq(0)]
             with m.Else():
-                with m.Switch(reason):
+                m.d.sync += [self.o.payload.eq(rec), self.o.valid.eq(v4)]
+        with m.Elif(~sk_valid & v4):
+            m.d.sync += [sk.eq(rec), sk_valid.eq(1)]
+
+        # ------------------------------------------------------------ counters
+        wb_new, wb_none, wb_ok = reg(1, "wb_new"), reg(1, "wb_none"), reg(1, "wb_ok")
+        wb_reason = reg(8, "wb_reason")
+        m.d.sync += [wb_new.eq(adv & v4), wb_none.eq(none), wb_ok.eq(ok),
+                     wb_reason.eq(reason)]
+        with m.If(wb_new):
+            with m.If(wb_none):
+                m.d.sync += self.no_intent.eq(self.no_intent + 1)
+            with m.Elif(wb_ok):
+                m.d.sync += self.approved.eq(self.approved + 1)
+            with m.Else():
+                with m.Switch(wb_reason):
                     for r in spec.REJECT_REASONS:
                         with m.Case(_R[r]):
                             ctr = getattr(self, f"rejected_{r}")
                             m.d.sync += ctr.eq(ctr + 1)
-
-        m.d.comb += [
-            ring_wr.addr.eq(head), ring_wr.data.eq(s1.timestamp), ring_wr.en.eq(adv & ok),
-            wr.addr.eq(Mux(clearing, clr_addr, rd.addr)),
-            wr.data.eq(Mux(clearing, 0, new.as_value())),
-            wr.en.eq(clearing | (adv & ok)),
-        ]
-        with m.If(clearing):
-            m.d.sync += clr_addr.eq(clr_addr + 1)
-            with m.If(clr_addr == self._n_loc - 1):
-                m.d.sync += clearing.eq(0)
         return m

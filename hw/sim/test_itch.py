@@ -13,7 +13,7 @@ import numpy as np
 
 import cocotb
 
-from hftaccel.rtl.itch import DECODED_LAYOUT, DECODED_TYPES
+from hftaccel.rtl.itch import DECODED_LAYOUT, DECODED_TYPES, ItchParser
 from hftaccel.rtl.moldudp64 import MAX_MESSAGE, MESSAGE_META
 from hftaccel.rtl.stream import message_layout
 from hftaccel.sim.common import (TB, StreamSink, StreamSource, full_run, itch_file, real_pcaps,
@@ -165,8 +165,8 @@ async def test_adversarial(dut):
 
 @cocotb.test()
 async def test_latency_line_rate(dut):
-    """No back-pressure: one message accepted every cycle (no stall) and the record out one
-    cycle after its message is accepted."""
+    """No back-pressure: one message accepted every cycle (``ItchParser.ii``) and the record
+    out ``ItchParser.latency`` cycles after its message is accepted."""
     from hftaccel.feeds import itch, synthetic
     tb = ItchTB(dut, idle=0.0, stall=0.0)
     await tb.reset()
@@ -174,9 +174,11 @@ async def test_latency_line_rate(dut):
     seqs, blocks = blocks_of(m)
     out = await run_blocks(tb, seqs, blocks)
     acc = tb.src.accepted[-len(blocks):]
-    assert all(b - a == 1 for a, b in zip(acc, acc[1:])), "input stalled"
+    assert all(b - a == ItchParser.ii for a, b in zip(acc, acc[1:])), "input stalled"
     in_cycle = dict(zip(seqs, acc))
     lat = [c - in_cycle[rec["seq"]] for c, rec in out]
     tb.dut._log.info("itch latency (message accepted -> record accepted), cycles: min %d max "
                      "%d over %d records", min(lat), max(lat), len(lat))
     record_latency("itch", lat)
+    assert set(lat) == {ItchParser.latency}, (f"latencies {sorted(set(lat))}, documented "
+                                              f"{ItchParser.latency}")

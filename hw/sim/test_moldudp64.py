@@ -18,7 +18,7 @@ import numpy as np
 
 from hftaccel.rtl.eth import UDP_META
 from hftaccel.rtl.moldudp64 import (EVENT_END_OF_SESSION, EVENT_GAP, EVENT_LAYOUT, MAX_MESSAGE,
-                                    MESSAGE_META)
+                                    MESSAGE_META, MoldRx)
 from hftaccel.rtl.stream import message_layout, packet_layout
 from hftaccel.sim.common import (TB, PacketSource, StreamSink, full_run, itch_file, mold_pcap,
                                  pcap_frames, real_pcaps, record_latency, udp_payload,
@@ -248,7 +248,8 @@ async def test_adversarial(dut):
 
 @cocotb.test()
 async def test_latency(dut):
-    """No back-pressure: cycles from a message's last byte accepted to its beat accepted."""
+    """No back-pressure: cycles from a message's last byte accepted to its beat accepted, the
+    same for every message and equal to ``MoldRx.latency``."""
     from hftaccel.feeds.moldudp64 import iter_packets
     tb = MoldTB(dut, idle=0.0, stall=0.0)
     await tb.reset()
@@ -271,6 +272,8 @@ async def test_latency(dut):
     tb.dut._log.info("moldudp64 latency (message last byte in -> message out), cycles: "
                      "min %d max %d over %d messages", min(lat), max(lat), len(lat))
     record_latency("moldudp64", lat)
+    assert set(lat) == {MoldRx.latency}, (f"latency {min(lat)}..{max(lat)} cycles, documented "
+                                          f"{MoldRx.latency}")
 
 @cocotb.test()
 async def test_line_rate(dut):

@@ -11,7 +11,7 @@ import numpy as np
 
 import cocotb
 
-from hftaccel.rtl.ouch import ORDER_LAYOUT
+from hftaccel.rtl.ouch import ORDER_LAYOUT, OuchTx
 from hftaccel.rtl.stream import packet_layout
 from hftaccel.sim.common import TB, PacketSink, StreamSource, full_run, record_latency
 from hftaccel.spec import ouch as ospec
@@ -119,8 +119,9 @@ async def test_from_risk_gate(dut):
 
 @cocotb.test()
 async def test_latency_line_rate(dut):
-    """No back-pressure: messages leave back to back and the first beat one cycle after the
-    order is accepted."""
+    """No back-pressure: messages leave back to back (one every ``OuchTx.ii`` cycles) and,
+    for an order accepted while the serializer is empty, the first beat ``OuchTx.latency``
+    cycles after the order is accepted (later orders wait in the holding register)."""
     tb = OuchTB(dut, idle=0.0, stall=0.0)
     await tb.reset()
     rng = np.random.default_rng(5)
@@ -129,8 +130,11 @@ async def test_latency_line_rate(dut):
     beats = -(-len(out[0][0]) // 8)
     acc = tb.src.accepted[-len(out):]
     lasts = [c for _, c in out]
+    assert beats == OuchTx(soup=tb.framed).ii
     assert all(b - a == beats for a, b in zip(lasts, lasts[1:])), "idle beats between messages"
     first = [c - (beats - 1) - a for c, a in zip(lasts, acc)]
     tb.dut._log.info("ouch latency (order accepted -> first beat accepted), cycles: min %d max "
                      "%d; %d beats a message", min(first), max(first), beats)
     record_latency("ouch", first)
+    assert first[0] == min(first) == OuchTx.latency, (
+        f"first order {first[0]} cycles, least {min(first)}, documented {OuchTx.latency}")

@@ -14,7 +14,7 @@ import numpy as np
 
 import cocotb
 
-from hftaccel.rtl.risk import CONFIG_LAYOUT, DECISION_LAYOUT, SCORED_LAYOUT
+from hftaccel.rtl.risk import CONFIG_LAYOUT, DECISION_LAYOUT, SCORED_LAYOUT, RiskGate
 from hftaccel.sim.common import TB, StreamSink, StreamSource, full_run, pack, record_latency
 from hftaccel.spec import risk as spec
 from hftaccel.spec.risk import RiskConfig
@@ -174,8 +174,8 @@ async def test_random_streams(dut):
 
 @cocotb.test()
 async def test_latency_throughput(dut):
-    """No back-pressure: an update accepted every cycle and its decision out two cycles
-    later."""
+    """No back-pressure: an update accepted every cycle (II = ``RiskGate.ii``) and its decision
+    accepted ``RiskGate.latency`` cycles later, back-to-back updates of one locate included."""
     tb = RiskTB(dut, idle=0.0, stall=0.0)
     cfg = CONFIGS["immediate"]
     rng = np.random.default_rng(7)
@@ -187,3 +187,6 @@ async def test_latency_throughput(dut):
     tb.dut._log.info("risk latency (update accepted -> decision accepted), cycles: min %d "
                      "max %d over %d", min(lat), max(lat), len(lat))
     record_latency("risk", lat)
+    assert set(lat) == {RiskGate.latency}, f"latency {sorted(set(lat))}, RiskGate.latency " \
+        f"{RiskGate.latency}"
+    assert RiskGate.ii == 1

@@ -25,7 +25,11 @@ REPO = Path(__file__).resolve().parents[2]
 CORE_MHZ = 156.25
 #: (stage, configuration) built in CI: the stages of the timing-closure issue in their board
 #: configurations, or a reduced one where the board's is slow to build.
-CI_STAGES = [("eth", "default"), ("csr", "default"), ("lookup", "default"), ("meter", "default")]
+#: The risk gate is not here: it does not close yet (113.6 MHz with 256 locates, 118.5 MHz with
+#: 16, its forwarded per-locate checks take ~8.4 ns) and its place and route alone takes ~6 min.
+CI_STAGES = [("eth", "default"), ("moldudp64", "default"), ("itch", "default"),
+             ("ouch", "default"), ("csr", "default"), ("lookup", "default"),
+             ("meter", "default")]
 
 
 def _have_tools():
