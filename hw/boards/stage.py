@@ -62,55 +62,20 @@ def _top_registers():
     return regs
 
 
-def _make_eth(**p):
-    from hftaccel.rtl.eth import EthRx
-    return EthRx(**p)
-
-
-def _make_mold(**p):
-    from hftaccel.rtl.moldudp64 import MoldRx
-    return MoldRx(**p)
-
-
-def _make_itch(**p):
-    from hftaccel.rtl.itch import ItchParser
-    return ItchParser(**p)
-
-
-def _make_book(**p):
-    from hftaccel.rtl.book import OrderBook
-    return OrderBook(**p)
-
-
-def _make_features(**p):
-    from hftaccel.rtl.features import FeatureEngine
-    return FeatureEngine(**p)
+def _component(path: str):
+    """A constructor ``module:Class`` under hftaccel.rtl, imported when the stage is built."""
+    def make(**p):
+        import importlib
+        mod, cls = path.split(":")
+        return getattr(importlib.import_module(f"hftaccel.rtl.{mod}"), cls)(**p)
+    make.__qualname__ = path
+    return make
 
 
 def _make_mlp(**p):
     from hftaccel.rtl.mlp import MLP
     from hftaccel.rtl.top import SCORE_META_LAYOUT
     return MLP(meta_layout=SCORE_META_LAYOUT, **p)
-
-
-def _make_risk(**p):
-    from hftaccel.rtl.risk import RiskGate
-    return RiskGate(**p)
-
-
-def _make_ouch(**p):
-    from hftaccel.rtl.ouch import OuchTx
-    return OuchTx(**p)
-
-
-def _make_lookup(**p):
-    from hftaccel.rtl.top import OrderLookup
-    return OrderLookup(**p)
-
-
-def _make_meter(**p):
-    from hftaccel.rtl.top import LatencyMeter
-    return LatencyMeter(**p)
 
 
 def _make_csr(**p):
@@ -131,29 +96,34 @@ class StageSpec:
 
 #: Stage name -> :class:`StageSpec`.
 STAGES = {
-    "eth": StageSpec(_make_eth, {"default": {}, "small": {"max_tags": 1}},
+    "eth": StageSpec(_component("eth:EthRx"), {"default": {}, "small": {"max_tags": 1}},
                      "Ethernet II / 802.1Q / IPv4 / UDP receive (hftaccel.rtl.eth.EthRx)"),
-    "moldudp64": StageSpec(_make_mold, {"default": {}},
+    "moldudp64": StageSpec(_component("moldudp64:MoldRx"), {"default": {}},
                            "MoldUDP64 de-framer, A/B arbitration (hftaccel.rtl.moldudp64.MoldRx)"),
-    "itch": StageSpec(_make_itch, {"default": {}}, "ITCH 5.0 parser (hftaccel.rtl.itch.ItchParser)"),
-    "risk": StageSpec(_make_risk, {"default": {"num_locates": 256, "max_throttle": 16},
-                                   "small": {"num_locates": 16, "max_throttle": 4}},
+    "itch": StageSpec(_component("itch:ItchParser"), {"default": {}},
+                      "ITCH 5.0 parser (hftaccel.rtl.itch.ItchParser)"),
+    "risk": StageSpec(_component("risk:RiskGate"),
+                      {"default": {"num_locates": 256, "max_throttle": 16},
+                       "small": {"num_locates": 16, "max_throttle": 4}},
                       "decision + pre-trade risk gate (hftaccel.rtl.risk.RiskGate)"),
-    "ouch": StageSpec(_make_ouch, {"default": {}}, "OUCH 5.0 Enter Order serializer "
-                      "(hftaccel.rtl.ouch.OuchTx)"),
+    "ouch": StageSpec(_component("ouch:OuchTx"), {"default": {}},
+                      "OUCH 5.0 Enter Order serializer (hftaccel.rtl.ouch.OuchTx)"),
     "csr": StageSpec(_make_csr, {"default": {}}, "the top's register bank (hftaccel.rtl.csr)"),
-    "lookup": StageSpec(_make_lookup, {"default": {"num_locates": 256, "stamp_bits": 10}},
+    "lookup": StageSpec(_component("top:OrderLookup"),
+                        {"default": {"num_locates": 256, "stamp_bits": 10}},
                         "the top's order lookup: symbol table and latency stamps in EBR "
                         "(hftaccel.rtl.top.OrderLookup)"),
-    "meter": StageSpec(_make_meter, {"default": {}}, "the top's message-to-order latency "
-                       "statistics (hftaccel.rtl.top.LatencyMeter)"),
-    "book": StageSpec(_make_book, {"default": {"order_slots": 4096, "max_probe": 8,
-                                               "n_symbols": 1, "levels": 16},
-                                   "small": {"order_slots": 256, "max_probe": 2,
-                                             "n_symbols": 1, "levels": 8}},
+    "meter": StageSpec(_component("top:LatencyMeter"), {"default": {}},
+                       "the top's message-to-order latency statistics "
+                       "(hftaccel.rtl.top.LatencyMeter)"),
+    "book": StageSpec(_component("book:OrderBook"),
+                      {"default": {"order_slots": 4096, "max_probe": 8, "n_symbols": 1,
+                                   "levels": 16},
+                       "small": {"order_slots": 256, "max_probe": 2, "n_symbols": 1,
+                                 "levels": 8}},
                       "order book (hftaccel.rtl.book.OrderBook)"),
-    "features": StageSpec(_make_features, {"default": {"depth": 8, "n_symbols": 1,
-                                                       "latency": 5}},
+    "features": StageSpec(_component("features:FeatureEngine"),
+                          {"default": {"depth": 8, "n_symbols": 1, "latency": 5}},
                           "microstructure features (hftaccel.rtl.features.FeatureEngine)"),
     "mlp": StageSpec(_make_mlp, {"default": {}, "folded": {"macs_per_cycle": 16}},
                      "int8 MLP (hftaccel.rtl.mlp.MLP)"),
