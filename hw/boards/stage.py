@@ -24,6 +24,7 @@ configuration is a regression gate (``tests/boards/test_boards_stage.py``).
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -230,8 +231,6 @@ def build_stage(stage: str, *, config: str = "default", device: str = "LFE5UM5G-
     wrapper, ports = registered_wrapper(dut)
     (out / "stage.il").write_text(rtlil.convert(wrapper, name="top", ports=ports))
     seconds["elaborate"] = round(time.monotonic() - t0, 1)
-
-    import subprocess
 
     def run(cmd, what, logname):
         with open(out / logname, "w") as log:

@@ -21,7 +21,6 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hftaccel.spec import book as book_spec
-from hftaccel.spec import itch as itch_spec
 from hftaccel.spec import risk as risk_spec
 
 from . import book, csr, eth, features, itch, mlp, moldudp64, ouch, risk

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -36,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from hftaccel.spec import net
 
 __all__ = ["TAPS", "DEFAULT_PARAMS", "Harness", "ReplayResult", "Frame", "Golden", "golden_run", "frames_of",
            "message_ends", "compare", "latency_samples", "latency_report", "cycles_to_ns",
@@ -56,7 +57,6 @@ CORE_MHZ = 156.25
 TAPS = ("message", "decoded", "record", "features", "scores", "decision")
 _MAGIC = b"HFTR"
 _PAYLOAD_BITS = 74          # packet_layout(): data 64, keep 8, last 1, abort 1
-_TPIDS = (0x8100, 0x88A8, 0x9100, 0x9200)
 
 
 # ----------------------------------------------------------------------------- build
@@ -411,18 +411,22 @@ def frames_of(path, *, feed_b_delay: int | None = None, spacing: int | None = No
 def message_ends(frame: bytes) -> list:
     """``[(MoldUDP64 sequence number, offset just past the message's last byte)]`` for every
     message block of a well-formed MoldUDP64-over-UDP frame (empty for anything else)."""
-    off = 12
+    off = net.ETH_HEADER_FIELDS["ethertype"].offset
     et = int.from_bytes(frame[off:off + 2], "big")
-    while et in _TPIDS and len(frame) >= off + 6:
-        off += 4
+    while et in net.VLAN_TPIDS and len(frame) >= off + 2 + net.VLAN_TAG_BYTES:
+        off += net.VLAN_TAG_BYTES
         et = int.from_bytes(frame[off:off + 2], "big")
     off += 2
-    if et != 0x0800 or len(frame) < off + 28 or frame[off + 9] != 17:
+    proto = off + net.IPV4_HEADER_FIELDS["protocol"].offset
+    if (et != net.ETHERTYPE_IPV4
+            or len(frame) < off + net.IPV4_MIN_HEADER_BYTES + net.UDP_HEADER_BYTES
+            or frame[proto] != net.IP_PROTO_UDP):
         return []
     ihl = (frame[off] & 0x0F) * 4
     udp = off + ihl
-    ulen = int.from_bytes(frame[udp + 4:udp + 6], "big")
-    p = udp + 8
+    ulen_at = udp + net.UDP_HEADER_FIELDS["length"].offset
+    ulen = int.from_bytes(frame[ulen_at:ulen_at + 2], "big")
+    p = udp + net.UDP_HEADER_BYTES
     end = min(len(frame), udp + ulen)
     if end - p < 20:
         return []

@@ -9,7 +9,6 @@ timed test; the tool versions are pinned in ``pyproject.toml`` and checked here.
 
 import json
 import re
-import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
