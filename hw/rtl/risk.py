@@ -58,6 +58,20 @@ def _s64(v):
     return v[:_I64].as_signed()
 
 
+def _biased(v, width):
+    """``v`` (signed) sign-extended to ``width`` bits with the sign bit inverted: an unsigned
+    value with the same order, so that a signed compare is the carry out of one chain (no LUT
+    after it for the sign and overflow; the inverter folds into the carry cells)."""
+    v = v.as_signed()
+    bits = [v[k] if k < len(v) else v[-1] for k in range(width)]
+    return Cat(*bits[:-1], ~bits[-1])
+
+
+def _slt(a, b, width):
+    """Signed ``a < b`` as an unsigned compare of :func:`_biased` operands."""
+    return _biased(a, width) < _biased(b, width)
+
+
 def _csa(x, y, z, width):
     """Carry-save step: ``x + y + z == s + c`` (mod ``2**width``), one LUT level, no carry."""
     x, y, z = x[:width], y[:width], z[:width]
@@ -74,15 +88,22 @@ class RiskGate(wiring.Component):
        the bad-quote check; the locate memory read is issued; the four 16 x 16 partial
        products ``lot * best_ask`` and ``lot * best_bid`` (MULT18X18D, fabric registers in and
        out).
-    1. intent (``score_up - max(down, flat) >= thr`` as two compares), bad-price flags of both
-       candidates, collar deviation, partial sums of both candidate notionals; the locate
-       memory's output is registered.
+    1. the four intent compares (``score_up - max(down, flat) >= thr`` and the sell twin, one
+       carry chain each against its own threshold register; buy and sell are one LUT of the
+       four bits), bad-price flags of both candidates, collar deviation, partial sums of both
+       candidate notionals; the locate memory's output is registered, and so are the two
+       forwarding selects (the record two ahead / three ahead has this record's locate).
     2. price and notional ``n`` of the chosen side, ``n`` plus the previous record's notional,
-       collar compares; in-flight updates are forwarded into the locate state.
-    3. every stateful compare, each under both hypotheses about the record one stage ahead
-       (approved or not): position against thresholds that already include that record's
-       delta, ``n`` and ``n + n_prev`` against the notional headroom, ``t`` against the two
-       throttle-ring candidates; the new-state candidates ``state + k * lot``.
+       collar compares; the forwarded locate state (a mux on registered selects: the state
+       decided in stage 4 this cycle, the write-back register, or the memory), the operand of
+       the position check, both hypotheses' position thresholds and the addends ``k * lot``
+       of the new-state candidates are registered.
+    3. every stateful compare, each a single carry chain under both hypotheses about the
+       record one stage ahead (approved or not): position against thresholds that already
+       include that record's delta, ``n`` and ``n + n_prev`` against the notional headroom,
+       ``t`` against the two throttle-ring candidates, combined by one LUT per hypothesis
+       (the ring-full flag of the approved hypothesis is a register); the new-state
+       candidates ``state + k * lot`` and both hypotheses' gross notional and headroom.
     4. the verdict: LUT logic over registered compare bits and the previous verdict, which
        selects the new state, headroom, gross, ring slot and UserRefNum.
 
@@ -214,7 +235,8 @@ class RiskGate(wiring.Component):
 
         take, resting, kill = reg(1, "cfg_take"), reg(1, "cfg_resting"), reg(1, "cfg_kill")
         lot_zero, size_bad = reg(1, "cfg_lot_zero"), reg(1, "cfg_size_bad")
-        thr_b, thr_s = reg(signed(36), "cfg_thr_b"), reg(signed(36), "cfg_thr_s")
+        # one threshold register per intent compare, so that each sits beside its carry chain
+        thr = [reg(signed(36), f"cfg_thr_{s}{k}") for s in "bs" for k in range(2)]
         off2 = reg(signed(64), "cfg_off2")
         col2, ncol2 = reg(signed(64), "cfg_col2"), reg(signed(66), "cfg_ncol2")
         nqoff = reg(64, "cfg_nqoff")
@@ -225,6 +247,9 @@ class RiskGate(wiring.Component):
         tpq, tpqm1 = reg(S66, "cfg_tpq"), reg(S66, "cfg_tpqm1")
         q2 = Cat(Const(0, 1), q)
         maxg = reg(signed(64), "cfg_max_gross")
+        # k * lot for k = -2..2: the addends of the state candidates
+        kq = {k: reg(signed(64), f"cfg_q{'m' if k < 0 else ''}{abs(k)}") for k in (-2, -1, 1, 2)}
+        kq[0] = Const(0, signed(64))
         thr_n = cfg.throttle_orders
         n_r = reg(range(n_thr + 1), "cfg_thr_n")
         n_is1 = reg(1, "cfg_thr_n_is1")
@@ -241,7 +266,8 @@ class RiskGate(wiring.Component):
             kill.eq(cfg.kill_switch != 0),
             lot_zero.eq(q == 0),
             size_bad.eq(q > cfg.max_order_size),
-            thr_b.eq(clamp(cfg.buy_threshold)), thr_s.eq(clamp(cfg.sell_threshold)),
+            *(thr[k].eq(clamp(cfg.buy_threshold)) for k in (0, 1)),
+            *(thr[k].eq(clamp(cfg.sell_threshold)) for k in (2, 3)),
             off2.eq(Cat(Const(0, 1), off[:63]).as_signed()),
             col2.eq(Cat(Const(0, 1), ctk[:63]).as_signed()),
             ncol2.eq(-col2),
@@ -252,6 +278,7 @@ class RiskGate(wiring.Component):
             maxg.eq(cfg.max_gross_notional),
             n_r.eq(thr_n[:len(n_r)]), n_is1.eq(thr_n == 1), nm1.eq(n_r - 1),
         ]
+        m.d.sync += [kq[1].eq(q), kq[2].eq(q2), kq[-1].eq(-kq[1]), kq[-2].eq(-kq[2])]
 
         # ------------------------------------------------------------ handshake
         clearing = Signal(init=1)
@@ -328,8 +355,16 @@ class RiskGate(wiring.Component):
         mid2 = {s: reg(33, f"s2_mid_{s}") for s in "bs"}
         lo2 = {s: reg(64, f"s2_lo_{s}") for s in "bs"}
         mem2, fh2, fd2 = reg(SW, "s2_mem"), reg(1, "s2_fwd_hit"), reg(SW, "s2_fwd_st")
-        is_buy = (d1[0] >= thr_b) & (d1[1] >= thr_b)
-        is_sell = ~is_buy & (d1[2] >= thr_s) & (d1[3] >= thr_s)
+        # S3 / S4 declared early: S1 and S2 compare their locates with the records ahead
+        v3, loc3 = reg(1, "s3_valid"), reg(16, "s3_loc")
+        v4, loc4 = reg(1, "s4_valid"), reg(16, "s4_loc")
+        # the record two ahead (in S4 now, decided when this one enters S3) / three ahead
+        # (in the write-back register then) has this record's locate
+        same2_2, hit3_2 = reg(1, "s2_same2"), reg(1, "s2_hit3")
+        # four parallel compares (one carry chain each); buy and sell are one LUT of the four bits
+        ge = [d1[k] >= thr[k] for k in range(4)]
+        is_buy = ge[0] & ge[1]
+        is_sell = ~(ge[0] & ge[1]) & ge[2] & ge[3]
         hit4 = wb_valid & (wb_loc == loc1[:loc_bits])
         with m.If(adv):
             m.d.sync += [
@@ -342,6 +377,8 @@ class RiskGate(wiring.Component):
                 tw2.eq(tw1),
                 mem2.eq(rd.data),
                 fh2.eq(hit4 | fh1), fd2.eq(Mux(hit4, wb_st, fd1)),
+                same2_2.eq(v3 & (loc3[:loc_bits] == loc1[:loc_bits])),
+                hit3_2.eq(v4 & (loc4[:loc_bits] == loc1[:loc_bits])),
             ]
             # notional of each side: q * base (+/-) q * offset, as lo + (mid << 16)
             for s, first, pm in (("b", "a", qoff), ("s", "b", nqoff)):
@@ -353,18 +390,54 @@ class RiskGate(wiring.Component):
                              lo2[s].eq((Cat(pick(0), pick(3)) + pm)[:64])]
 
         # ------------------------------------------------------------ S2 -> S3
-        v3, t3, seq3, loc3 = reg(1, "s3_valid"), reg(64, "s3_t"), reg(64, "s3_seq"), \
-            reg(16, "s3_loc")
+        t3, seq3 = reg(64, "s3_t"), reg(64, "s3_seq")
         buy3, intent3 = reg(1, "s3_buy"), reg(8, "s3_intent")
         price3, shares3 = reg(signed(64), "s3_price"), reg(32, "s3_shares")
         bq3, bo3, col3 = reg(1, "s3_bad_quote"), reg(1, "s3_bad_order"), reg(1, "s3_collar")
         n3, nn3 = reg(64, "s3_n"), reg(64, "s3_nn")
         tw3 = reg(S66, "s3_tw")
         mem3 = reg(SW, "s3_mem")
-        same1_3, same2_3 = reg(1, "s3_same1"), reg(1, "s3_same2")
-        # S4 / wb declared early (S3 compares with the records ahead)
-        v4, loc4 = reg(1, "s4_valid"), reg(16, "s4_loc")
-        hit3 = wb_valid & (wb_loc == loc2[:loc_bits])
+        x3 = reg(signed(64), "s3_x")                  # operand of the position check
+        th_a3, th_b3 = reg(S66, "s3_th_a"), reg(S66, "s3_th_b")
+        comps = ("pos", "ob", "os")
+        hyps = ("a0", "a1", "b0", "b1")   # hypothesis, then whether this record is approved
+        add3 = {(c, hy): reg(signed(64), f"s3_add_{c}_{hy}") for c in comps for hy in hyps[1:]}
+        # the decided state of the record two ahead (S4, combinational: defined there)
+        new_st = Signal(SW)
+        fwd = Signal(SW)
+        m.d.comb += fwd.eq(Mux(same2_2, new_st, Mux(hit3_2, wb_st, Mux(fh2, fd2, mem2))))
+
+        def xsel(v, is_buy):
+            """Position-check operand of a state word: FILL_IMMEDIATE compares the position
+            (``~position`` for a sell, so both sides compare with ``>``), FILL_RESTING the open
+            orders of the order's side."""
+            pos_, ob_, os_ = parts(v)
+            return Mux(resting, Mux(is_buy, ob_, os_), Mux(is_buy, pos_, ~pos_))
+
+        # what S3 / S4 will hold after this edge: the record ahead is the one now in S3
+        same1_n = v3 & (loc3[:loc_bits] == loc2[:loc_bits])
+        th_a_n = Mux(~resting & ~buy2, t0m1, t0)
+        th_b_imm = Mux(buy2, Mux(buy3, tmq, tpq), Mux(buy3, tpqm1, tmqm1))
+        th_b_rest = Mux(buy2 == buy3, tmq, t0)
+
+        def addends(prev, mine):
+            """State addends (pos, ob, os) if the record ahead (``prev``, when of the same
+            locate) and this one (``mine``) are approved."""
+            ups = [c for c in ((same1_n & buy3) if prev else None, buy2 if mine else None)
+                   if c is not None]
+            dns = [c for c in ((same1_n & ~buy3) if prev else None, ~buy2 if mine else None)
+                   if c is not None]
+            n_up = sum((u.as_unsigned() for u in ups), Const(0, 2))
+            n_dn = sum((d.as_unsigned() for d in dns), Const(0, 2))
+            net = Signal(signed(3), name=f"net_{int(prev)}{int(mine)}")
+            m.d.comb += net.eq(n_up - n_dn)
+            pos_a = kq[0]
+            for k in (-2, -1, 1, 2):
+                pos_a = Mux(net == k, kq[k], pos_a)
+            ob_a = Mux(n_up == 2, kq[2], Mux(n_up == 1, kq[1], kq[0]))
+            os_a = Mux(n_dn == 2, kq[2], Mux(n_dn == 1, kq[1], kq[0]))
+            return (Mux(resting, 0, pos_a), Mux(resting, ob_a, 0), Mux(resting, os_a, 0))
+
         lo = Mux(buy2, lo2["b"], lo2["s"])
         mid = Cat(Const(0, 16), Mux(buy2, mid2["b"], mid2["s"]))[:64]
         cs_s, cs_c = _csa(lo, mid, n3, 64)
@@ -379,10 +452,14 @@ class RiskGate(wiring.Component):
                 col3.eq((dev2 > col2) | (dev2 < ncol2)),
                 n3.eq((lo + mid)[:64]), nn3.eq((cs_s + cs_c)[:64]),
                 tw3.eq(tw2),
-                mem3.eq(Mux(hit3, wb_st, Mux(fh2, fd2, mem2))),
-                same1_3.eq(v3 & (loc3[:loc_bits] == loc2[:loc_bits])),
-                same2_3.eq(v4 & (loc4[:loc_bits] == loc2[:loc_bits])),
+                mem3.eq(fwd), x3.eq(xsel(fwd, buy2)),
+                th_a3.eq(th_a_n),
+                th_b3.eq(Mux(same1_n, Mux(resting, th_b_rest, th_b_imm), th_a_n)),
             ]
+            for hy, prev, mine in (("a1", False, True), ("b0", True, False),
+                                   ("b1", True, True)):
+                for c, v in zip(comps, addends(prev, mine)):
+                    m.d.sync += add3[c, hy].eq(v)
 
         # ------------------------------------------------------------ S3 -> S4 (compares)
         # Every stateful check of the record in S3 is evaluated twice: A if the record in S4
@@ -397,36 +474,35 @@ class RiskGate(wiring.Component):
         late_a4, late_b4 = reg(1, "s4_late_a"), reg(1, "s4_late_b")
         pa4, pb4, ga4, gb4 = (reg(1, f"s4_{k}") for k in ("pos_a", "pos_b", "gross_a",
                                                           "gross_b"))
-        comps = ("pos", "ob", "os")
-        hyps = ("a0", "a1", "b0", "b1")   # hypothesis, then whether this record is approved
         st4 = {(c, hy): reg(signed(64), f"s4_{c}_{hy}") for c in comps for hy in hyps}
+        # gross notional / headroom after this record, both hypotheses (S4 picks one)
+        gs_a4, gs_b4 = reg(signed(64), "s4_gross_a"), reg(signed(64), "s4_gross_b")
+        hs_a4, hs_b4 = reg(signed(64), "s4_head_a"), reg(signed(64), "s4_head_b")
 
         gross = reg(signed(64), "gross")
         h = reg(signed(64), "headroom")               # max_gross_notional - gross
         heads = [reg(range(n_thr), f"ring_head{k}") for k in range(4)]   # head, +1, +2, +3
         ring = Array(reg(S66, f"ring{k}") for k in range(n_thr))
-        # ring[head], ring[head + 1], ring[head + 2] (mod N), kept as registers
+        # ring[head], ring[head + 1], ring[head + 2] (mod N), kept as registers; r_be is
+        # the oldest window end if the record in S4 is approved (r_b, or tw4 when N = 1)
         r_a, r_b, r_c = reg(S66, "ring_a"), reg(S66, "ring_b"), reg(S66, "ring_c")
+        r_be = reg(S66, "ring_b_eff")
         count = reg(range(n_thr + 1), "ring_count")
         full = reg(1, "ring_full")
+        # the ring is full once the record in S4 is approved: full | (count == N - 1), kept as
+        # a register so that the late check is one LUT after its compares
+        full_b = reg(1, "ring_full_b")
 
-        st = Mux(same2_3, wb_st, mem3)
-        pos, ob, os_ = parts(st)
-        imm_x = Mux(buy3, pos, ~pos)
-        x = Mux(resting, Mux(buy3, ob, os_), imm_x)
-        th_a = Mux(~resting & ~buy3, t0m1, t0)
-        th_b_imm = Mux(buy3, Mux(buy4, tmq, tpq), Mux(buy4, tpqm1, tmqm1))
-        th_b_rest = Mux(buy3 == buy4, tmq, t0)
-        th_b = Mux(same1_3, Mux(resting, th_b_rest, th_b_imm), th_a)
+        pos, ob, os_ = parts(mem3)
         pa, pb = Signal(), Signal()
         ga, gb = Signal(), Signal()
         ta, tb = Signal(), Signal()
         t3s = t3.as_signed()
         m.d.comb += [
-            pa.eq(x > th_a), pb.eq(x > th_b),
-            ga.eq(Cat(n3, Const(0, 1)).as_signed() > h),
-            gb.eq(Cat(nn3, Const(0, 1)).as_signed() > h),
-            ta.eq(t3s < r_a), tb.eq(t3s < Mux(n_is1, tw4, r_b)),
+            pa.eq(_slt(th_a3, x3, 66)), pb.eq(_slt(th_b3, x3, 66)),
+            ga.eq(_slt(h, Cat(n3, Const(0, 1)), 65)),
+            gb.eq(_slt(h, Cat(nn3, Const(0, 1)), 65)),
+            ta.eq(_slt(t3s, r_a, 66)), tb.eq(_slt(t3s, r_be, 66)),
         ]
         early = [("bad_quote", bq3), ("bad_order", bo3), ("max_order_size", size_bad),
                  ("price_collar", col3)]
@@ -435,40 +511,11 @@ class RiskGate(wiring.Component):
         for name, cond in reversed(early):
             code = Mux(cond, _R[name], code)
         act3 = v3 & (intent3 != spec.INTENT_NONE)
-        full_b = full | (count == nm1)
         # one LUT after the compares: the late checks of each hypothesis
         late_a = pa | ga | (full & ta)
         late_b = pb | gb | (full_b & tb)
         e_any = kill | ef
         e_code = Mux(kill, _R["kill_switch"], code)
-
-        # state candidates: this record's locate state plus k * lot
-        qq = Cat(q, Const(0, 1)).as_signed()
-        qq2 = Cat(q2, Const(0, 1)).as_signed()
-        var = {
-            ("pos", 2): _s64(pos + qq2), ("pos", 1): _s64(pos + qq), ("pos", 0): pos,
-            ("pos", -1): _s64(pos - qq), ("pos", -2): _s64(pos - qq2),
-            ("ob", 0): ob, ("ob", 1): _s64(ob + qq), ("ob", 2): _s64(ob + qq2),
-            ("os", 0): os_, ("os", 1): _s64(os_ + qq), ("os", 2): _s64(os_ + qq2),
-        }
-
-        def candidate(prev, mine):
-            """State after the record ahead (if ``prev``, same locate) and this one (if
-            ``mine``) are applied: (pos, ob, os)."""
-            ups = [c for c in ((same1_3 & buy4) if prev else None, buy3 if mine else None)
-                   if c is not None]
-            dns = [c for c in ((same1_3 & ~buy4) if prev else None, ~buy3 if mine else None)
-                   if c is not None]
-            n_up = sum((u.as_unsigned() for u in ups), Const(0, 2))
-            n_dn = sum((d.as_unsigned() for d in dns), Const(0, 2))
-            net = Signal(signed(3), name=f"net_{int(prev)}{int(mine)}")
-            m.d.comb += net.eq(n_up - n_dn)
-            pos_v = var["pos", 0]
-            for k in (-2, -1, 1, 2):
-                pos_v = Mux(net == k, var["pos", k], pos_v)
-            ob_v = Mux(n_up == 2, var["ob", 2], Mux(n_up == 1, var["ob", 1], ob))
-            os_v = Mux(n_dn == 2, var["os", 2], Mux(n_dn == 1, var["os", 1], os_))
-            return (Mux(resting, pos, pos_v), Mux(resting, ob_v, ob), Mux(resting, os_v, os_))
 
         with m.If(adv):
             m.d.sync += [
@@ -478,11 +525,13 @@ class RiskGate(wiring.Component):
                 act4.eq(act3 & ~e_any), e_any4.eq(e_any), e_code4.eq(e_code),
                 late_a4.eq(late_a), late_b4.eq(late_b),
                 pa4.eq(pa), pb4.eq(pb), ga4.eq(ga), gb4.eq(gb),
+                gs_a4.eq(_s64(gross + n3)), gs_b4.eq(_s64(gross + nn3)),
+                hs_a4.eq(_s64(h - n3)), hs_b4.eq(_s64(h - nn3)),
             ]
-            for hy, prev, mine in (("a0", False, False), ("a1", False, True),
-                                   ("b0", True, False), ("b1", True, True)):
-                for c, v in zip(comps, candidate(prev, mine)):
-                    m.d.sync += st4[c, hy].eq(v)
+            for c, v in zip(comps, (pos, ob, os_)):
+                m.d.sync += st4[c, "a0"].eq(v)
+                for hy in hyps[1:]:
+                    m.d.sync += st4[c, hy].eq(_s64(v + add3[c, hy]))
 
         # ------------------------------------------------------------ S4: the verdict
         ok_prev = reg(1, "ok_prev")
@@ -501,21 +550,23 @@ class RiskGate(wiring.Component):
             new[c] = Signal(signed(64), name=f"new_{c}")
             m.d.comb += new[c].eq(Mux(ok_prev, Mux(ok_b4, st4[c, "b1"], st4[c, "b0"]),
                                       Mux(ok_a4, st4[c, "a1"], st4[c, "a0"])))
-        gross_add = Signal(signed(64))
-        h_sub = Signal(signed(64))
-        m.d.comb += [gross_add.eq(_s64(gross + n4)), h_sub.eq(_s64(h - n4))]
+        m.d.comb += new_st.eq(Cat(new["pos"], new["ob"], new["os"]))
+        # the record ahead, if approved, has already been added to gross / taken from h
+        gross_add = Mux(ok_prev, gs_b4, gs_a4)
+        h_sub = Mux(ok_prev, hs_b4, hs_a4)
         new_gross = Mux(ok, gross_add, gross)
 
         def nxt(v):
             return Mux(v + 1 >= n_r, 0, v + 1)
 
+        r_b_next = Mux(ok, Mux(heads[2] == heads[0], tw4, r_c), r_b)
         with m.If(clearing):
-            m.d.sync += [heads[0].eq(0), count.eq(0), full.eq(0)]
+            m.d.sync += [heads[0].eq(0), count.eq(0), full.eq(0), full_b.eq(n_is1)]
             m.d.sync += [heads[k].eq(nxt(heads[k - 1])) for k in range(1, 4)]
         with m.If(adv):
             m.d.sync += [ok_prev.eq(ok),
-                         wb_valid.eq(v4), wb_loc.eq(loc4[:loc_bits]),
-                         wb_st.eq(Cat(new["pos"], new["ob"], new["os"]))]
+                         wb_valid.eq(v4), wb_loc.eq(loc4[:loc_bits]), wb_st.eq(new_st),
+                         r_be.eq(Mux(n_is1, tw3, r_b_next))]
             with m.If(~v4):
                 m.d.sync += h.eq(_s64(maxg - gross))
             with m.Elif(ok):
@@ -527,11 +578,12 @@ class RiskGate(wiring.Component):
                     heads[0].eq(heads[1]), heads[1].eq(heads[2]), heads[2].eq(heads[3]),
                     heads[3].eq(nxt(heads[3])),
                     r_a.eq(Mux(n_is1, tw4, r_b)),
-                    r_b.eq(Mux(heads[2] == heads[0], tw4, r_c)),
+                    r_b.eq(r_b_next),
                     r_c.eq(Mux(heads[3] == heads[0], tw4, ring[heads[3]])),
                 ]
                 with m.If(~full):
-                    m.d.sync += [count.eq(count + 1), full.eq(count == nm1)]
+                    m.d.sync += [count.eq(count + 1), full.eq(count == nm1),
+                                 full_b.eq((count == nm1) | (count + 1 == nm1))]
         m.d.comb += self.gross_notional.eq(gross)
         none = none4
         new_pos, new_ob, new_os = new["pos"], new["ob"], new["os"]
