@@ -123,6 +123,11 @@ STAGES = {
                        "small": {"order_slots": 256, "max_probe": 2, "n_symbols": 1,
                                  "levels": 8}},
                       "order book (hftaccel.rtl.book.OrderBook)"),
+    "order_table": StageSpec(_component("order_table:OrderTable"),
+                             {"default": {"rows": 4096, "ways": 4},
+                              "small": {"rows": 256, "ways": 4}},
+                             "order table of the EBR book: 16,384 orders in DP16KD "
+                             "(hftaccel.rtl.order_table.OrderTable)"),
     "features": StageSpec(_component("features:FeatureEngine"),
                           {"default": {"depth": 8, "n_symbols": 1, "latency": 5}},
                           "microstructure features (hftaccel.rtl.features.FeatureEngine)"),

@@ -361,8 +361,10 @@ class RiskGate(wiring.Component):
         # the record two ahead (in S4 now, decided when this one enters S3) / three ahead
         # (in the write-back register then) has this record's locate
         same2_2, hit3_2 = reg(1, "s2_same2"), reg(1, "s2_hit3")
+        # the record one ahead (now in S2, in S3 when this one is in S2) has this locate
+        same1_2 = reg(1, "s2_same1")
         # four parallel compares (one carry chain each); buy and sell are one LUT of the four bits
-        ge = [d1[k] >= thr[k] for k in range(4)]
+        ge = [~_slt(d1[k], thr[k], 36) for k in range(4)]
         is_buy = ge[0] & ge[1]
         is_sell = ~(ge[0] & ge[1]) & ge[2] & ge[3]
         hit4 = wb_valid & (wb_loc == loc1[:loc_bits])
@@ -378,6 +380,7 @@ class RiskGate(wiring.Component):
                 mem2.eq(rd.data),
                 fh2.eq(hit4 | fh1), fd2.eq(Mux(hit4, wb_st, fd1)),
                 same2_2.eq(v3 & (loc3[:loc_bits] == loc1[:loc_bits])),
+                same1_2.eq(v2 & (loc2[:loc_bits] == loc1[:loc_bits])),
                 hit3_2.eq(v4 & (loc4[:loc_bits] == loc1[:loc_bits])),
             ]
             # notional of each side: q * base (+/-) q * offset, as lo + (mid << 16)
@@ -415,7 +418,7 @@ class RiskGate(wiring.Component):
             return Mux(resting, Mux(is_buy, ob_, os_), Mux(is_buy, pos_, ~pos_))
 
         # what S3 / S4 will hold after this edge: the record ahead is the one now in S3
-        same1_n = v3 & (loc3[:loc_bits] == loc2[:loc_bits])
+        same1_n = same1_2
         th_a_n = Mux(~resting & ~buy2, t0m1, t0)
         th_b_imm = Mux(buy2, Mux(buy3, tmq, tpq), Mux(buy3, tpqm1, tmqm1))
         th_b_rest = Mux(buy2 == buy3, tmq, t0)
@@ -482,7 +485,11 @@ class RiskGate(wiring.Component):
         gross = reg(signed(64), "gross")
         h = reg(signed(64), "headroom")               # max_gross_notional - gross
         heads = [reg(range(n_thr), f"ring_head{k}") for k in range(4)]   # head, +1, +2, +3
-        ring = Array(reg(S66, f"ring{k}") for k in range(n_thr))
+        # the window ends themselves: distributed RAM (TRELLIS_DPR16X4) with an asynchronous
+        # read, so reading ring[head + 3] is one LUT level, not a mux tree over registers
+        m.submodules.ring = ring = Memory(shape=S66, depth=max(n_thr, 2), init=[])
+        ring_w = ring.write_port()
+        ring_r = ring.read_port(domain="comb")
         # ring[head], ring[head + 1], ring[head + 2] (mod N), kept as registers; r_be is
         # the oldest window end if the record in S4 is approved (r_b, or tw4 when N = 1)
         r_a, r_b, r_c = reg(S66, "ring_a"), reg(S66, "ring_b"), reg(S66, "ring_c")
@@ -563,6 +570,8 @@ class RiskGate(wiring.Component):
         with m.If(clearing):
             m.d.sync += [heads[0].eq(0), count.eq(0), full.eq(0), full_b.eq(n_is1)]
             m.d.sync += [heads[k].eq(nxt(heads[k - 1])) for k in range(1, 4)]
+        m.d.comb += [ring_w.addr.eq(heads[0]), ring_w.data.eq(tw4), ring_w.en.eq(adv & ok),
+                     ring_r.addr.eq(heads[3])]
         with m.If(adv):
             m.d.sync += [ok_prev.eq(ok),
                          wb_valid.eq(v4), wb_loc.eq(loc4[:loc_bits]), wb_st.eq(new_st),
@@ -574,12 +583,11 @@ class RiskGate(wiring.Component):
             with m.If(ok):
                 m.d.sync += [
                     gross.eq(gross_add), urn.eq(urn + 1),
-                    ring[heads[0]].eq(tw4),
                     heads[0].eq(heads[1]), heads[1].eq(heads[2]), heads[2].eq(heads[3]),
                     heads[3].eq(nxt(heads[3])),
                     r_a.eq(Mux(n_is1, tw4, r_b)),
                     r_b.eq(r_b_next),
-                    r_c.eq(Mux(heads[3] == heads[0], tw4, ring[heads[3]])),
+                    r_c.eq(Mux(heads[3] == heads[0], tw4, ring_r.data)),
                 ]
                 with m.If(~full):
                     m.d.sync += [count.eq(count + 1), full.eq(count == nm1),

@@ -414,6 +414,8 @@ DUTS = {
     "risk": ("risk_gate", _factory("risk", "RiskGate"), "hftaccel.sim.test_risk"),
     "ouch": ("ouch_tx", _factory("ouch", "OuchTx"), "hftaccel.sim.test_ouch"),
     "book": ("order_book", _factory("book", "OrderBook"), "hftaccel.sim.test_book"),
+    "order_table": ("order_table", _factory("order_table", "OrderTable"),
+                    "hftaccel.sim.test_order_table"),
     "features": ("feature_engine", _factory("features", "FeatureEngine"),
                  "hftaccel.sim.test_features"),
     "mlp": ("mlp_scorer", _factory("mlp", "MLP"), "hftaccel.sim.test_mlp"),
