@@ -14,28 +14,30 @@ $(BIN)/python:
 
 venv: $(VENV)/.stamp-base
 
-# The package alone: what `make demo` needs.
+# The package and its dashboard: what `make demo` (and then `hftaccel dash`) needs.
 $(VENV)/.stamp-base: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet -e '.[dash]'
 	@touch $@
 
 # Everything the test suite needs: dev tools, training stack (torch CPU build), bench peers,
-# gateware tools (Amaranth, cocotb 1.8.1 for Debian's Verilator 5.006).
+# gateware tools (Amaranth, cocotb 1.8.1 for Debian's Verilator 5.006), the dashboard and
+# Playwright (which drives Debian's chromium: no browser download).
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-base
-	$(PIP) install --quiet -e '.[dev,train,bench,hw]'
+	$(PIP) install --quiet -e '.[dev,train,bench,hw,dash]'
 	@touch $@
 
-# Simulators for the gateware tests: Debian's verilator and iverilog, installed with apt-get when
-# running as root; otherwise a clear message (the gateware tests then skip, saying why).
+# Simulators for the gateware tests (Debian's verilator and iverilog) and the browser of the
+# dashboard test (Debian's chromium), installed with apt-get when running as root; otherwise a
+# clear message (those tests then skip, saying why).
 sim-deps:
-	@missing=""; for t in verilator iverilog; do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	@missing=""; for t in verilator iverilog chromium; do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null \
 	      || { echo "apt-get install$$missing failed"; exit 1; }; \
 	  else \
-	    echo "NOTE: the gateware tests need the Debian packages$$missing:"; \
+	    echo "NOTE: the gateware and browser tests need the Debian packages$$missing:"; \
 	    echo "      sudo apt-get install$$missing   (until then they are skipped)"; \
 	  fi; \
 	fi

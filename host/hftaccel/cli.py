@@ -55,12 +55,24 @@ def run(
                                    "simulator on loopback filling against the replayed book"),
     journal: Optional[Path] = typer.Option(None, help="router journal (default: "
                                            "<out>/router.journal when --out is given)"),
+    live: bool = typer.Option(False, "--live", help="with --out: write the book and signals "
+                              "as part files (DIR/book/, DIR/signals/) and DIR/live.json as "
+                              "the run goes, for `hftaccel dash DIR --follow`"),
 ) -> None:
     """Replay a trading day through the pipeline: book, features, int8 MLP, risk gate, OUCH."""
     target = _route_target(route, venue_sim)  # bad routing options fail before the replay
     if backend not in ("cpu", "gpu", "rtl"):
         _fail(ValueError(f"backend {backend!r} is not available in this build (choose cpu, "
                          "gpu or rtl)"))
+    writer = None
+    if live:
+        if out is None:
+            _fail(ValueError("--live needs --out DIR"))
+        from hftaccel.dash.live import LiveWriter
+        try:
+            writer = LiveWriter(out)
+        except OSError as exc:
+            _fail(exc)
     from hftaccel.backends import cpu, gpu, rtl
     from hftaccel.feeds.itch import ItchError
 
@@ -81,9 +93,17 @@ def run(
                 gpu.GpuUnavailableError) as exc:
             _fail(exc)
     summary = result.summary
+    if writer is not None:  # the book and signals go out before routing, which journals live
+        _write_live_parts(writer, result)
+        if target is not None:
+            writer.set_state("routing")
     if target is not None:
         _route(result, summary, target, journal or (out / "router.journal" if out else None))
-    if out is not None:
+    if writer is not None:
+        writer.finish(summary, result.extra["scoring"].ouch)
+        summary_paths = ", ".join(str(out / n) for n in ("summary.json", "book", "signals",
+                                                         "orders.ouch", "live.json"))
+    elif out is not None:
         import pyarrow.parquet as pq
 
         out.mkdir(parents=True, exist_ok=True)
@@ -104,6 +124,23 @@ def run(
         raise typer.Exit(1)
     if "rtl" in summary and any(summary["rtl"]["mismatches"].values()):
         raise typer.Exit(1)
+
+
+def _write_live_parts(writer, result) -> None:
+    """Hand a replay's book records and scoring to ``writer`` (a
+    :class:`hftaccel.dash.live.LiveWriter`) part by part, converting one part at a time."""
+    import dataclasses
+
+    from hftaccel.backends import cpu
+
+    sc = result.extra["scoring"]
+    step = writer.rows_per_part
+    for a in range(0, result.records.shape[0], step):
+        part = cpu.RunResult(result.summary, result.records[a:a + step], extra={
+            "scoring": dataclasses.replace(sc, features=sc.features[a:a + step],
+                                           logits=sc.logits[a:a + step],
+                                           decisions=sc.decisions[a:a + step])})
+        writer.append(cpu.records_table(part.records), cpu.scoring_table(part))
 
 
 def _route_target(route: Optional[str], venue_sim: bool):
@@ -494,6 +531,66 @@ def status(
                    console=console)
     except (OSError, BridgeError, KeyError) as exc:
         _fail(exc)
+
+
+@app.command("dash")
+def dash_command(
+    target: Optional[Path] = typer.Argument(None, metavar="[RUN_DIR | INPUT]", help="folder "
+                                            "written by `hftaccel run --out` (or --live), or "
+                                            "any input `hftaccel run` takes, replayed first "
+                                            "(default: the embedded AMZN 2012-06-21 day)"),
+    port: int = typer.Option(8050, help="TCP port"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on: this machine only by "
+                             "default; 0.0.0.0 shares the dashboard with the network"),
+    follow: bool = typer.Option(False, "--follow", help="look at RUN_DIR every second and "
+                                "follow a live run (`hftaccel run --out DIR --live`)"),
+    latency: Optional[Path] = typer.Option(None, help="tick-to-trade report to show "
+                                           "(build/sim/latency.json or an `hftaccel profile` "
+                                           "report.json; default: the newest of RUN_DIR's, "
+                                           "build/profile's and build/sim's)"),
+    backend: str = typer.Option("cpu", help="backend that replays an INPUT: cpu, gpu or rtl"),
+) -> None:
+    """Browser dashboard of a trading day (Dash + Plotly): liquidity heatmap, order flow,
+    signals and orders, risk rejections, fills, pipeline rates, tick-to-trade."""
+    import tempfile
+
+    try:
+        from hftaccel.dash import app as dash_app
+        from hftaccel.dash.data import Run
+    except ImportError as exc:
+        _fail(RuntimeError(f"hftaccel dash needs the [dash] extra ({exc}): "
+                           "pip install -e '.[dash]'"))
+    tmp = None
+    run_dir = target
+    if target is None or target.is_file():
+        tmp = tempfile.TemporaryDirectory(prefix="hftaccel-dash-")
+        run_dir = Path(tmp.name)
+        try:  # the replay, its progress bar and its summary exactly as `hftaccel run --out`
+            run(input=target, backend=backend, strict=False, out=run_dir, json_out=False,
+                lenient=False, depth=8, model=None, threshold=1.0, kill_switch=False,
+                route=None, venue_sim=False, journal=None, live=False)
+        except typer.Exit as exc:
+            if exc.exit_code != 1:  # 1: a book-check mismatch, which the page shows too
+                tmp.cleanup()
+                raise
+    data = Run(run_dir, latency=latency)
+    shown = run_dir if tmp is None else (target or Path("the embedded AMZN 2012-06-21 day"))
+    web = dash_app.create_app(data, follow=follow, title=f"hftaccel dash: {shown}",
+                              log=lambda m: console.print(f"[yellow]{m}[/yellow]"))
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/yellow] listening on {host}: whoever reaches this "
+                      "machine can open the dashboard")
+    console.print(f"serving {shown} on http://{host}:{port}/ (Ctrl-C stops)")
+    if tmp is not None:  # a kill removes the replay's temporary folder too
+        import signal
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        dash_app.serve(web, host, port)
+    except OSError as exc:
+        _fail(exc)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
 
 
 def main() -> None:
