@@ -217,14 +217,16 @@ class RiskGate(wiring.Component):
         y0 = Array([cfg.tick_size, cfg.tick_size, Const(1000, 64), q])
         phase, step = ecnt[6:], ecnt[:6]
         acc_next = Signal(64)
-        m.d.comb += acc_next.eq(Mux(step == 0, 0, e_acc) + Mux(e_y[0], e_x, 0))
-        m.d.sync += ecnt.eq(ecnt + 1)
-        with m.If(step == 0):
+        m.d.comb += acc_next.eq(e_acc + Mux(e_y[0], e_x, 0))     # used for steps 1..63
+        # step == 0 / step == 63 as registers (decoded a cycle ahead), off the carry's path
+        first, last = reg(1, "eng_first", init=1), reg(1, "eng_last")
+        m.d.sync += [ecnt.eq(ecnt + 1), first.eq(step == 63), last.eq(step == 62)]
+        with m.If(first):
             m.d.sync += [e_acc.eq(Mux(y0[phase][0], x0[phase], 0)),
                          e_x.eq(x0[phase] << 1), e_y.eq(y0[phase] >> 1)]
         with m.Else():
             m.d.sync += [e_acc.eq(acc_next), e_x.eq(e_x << 1), e_y.eq(e_y >> 1)]
-        with m.If(step == 63):
+        with m.If(last):
             with m.Switch(phase):
                 for k in range(4):
                     with m.Case(k):

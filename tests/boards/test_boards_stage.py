@@ -23,12 +23,11 @@ from hftaccel.boards import stage as st  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 CORE_MHZ = 156.25
 #: (stage, configuration) built in CI: the stages of the timing-closure issue in their board
-#: configurations, or a reduced one where the board's is slow to build.
-#: The risk gate is not here: it does not close yet (113.6 MHz with 256 locates, 118.5 MHz with
-#: 16, its forwarded per-locate checks take ~8.4 ns) and its place and route alone takes ~6 min.
+#: configurations (the risk gate with 256 locates and a 16-order throttle ring: ~3.5 min of
+#: place and route), and the block-RAM book's order table (16,384 orders, 64 EBR).
 CI_STAGES = [("eth", "default"), ("moldudp64", "default"), ("itch", "default"),
-             ("ouch", "default"), ("csr", "default"), ("lookup", "default"),
-             ("meter", "default")]
+             ("risk", "default"), ("ouch", "default"), ("csr", "default"),
+             ("lookup", "default"), ("meter", "default"), ("order_table", "default")]
 
 
 def _have_tools():
