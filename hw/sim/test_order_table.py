@@ -236,3 +236,57 @@ async def test_throughput(dut):
     tb.dut._log.info("order table latency (request accepted -> result accepted): %s cycles",
                      lat)
     assert lat == [DUT.latency], f"latency {lat} != OrderTable.latency {DUT.latency}"
+
+
+def _itch_requests(ev, model: Model):
+    """Order-table requests of ITCH order events (A F E C X D U, ``ORDER_EVENT_DTYPE``), the
+    way the book issues them: A/F insert, E/C/X take, D delete, U delete + insert; events the
+    golden book rejects before the table (bad side, zero shares, a U whose new reference is
+    live) are not sent. ``model`` is a scratch model used to decide U's validity."""
+    out = []
+    for e in ev:
+        t, ref, shares = chr(int(e["msg_type"])), int(e["order_ref"]), int(e["shares"])
+        if t in "AF":
+            if chr(int(e["side"])) not in "BS" or shares == 0:
+                continue
+            req = [(INSERT, ref, shares, int(e["price"]) & ((1 << DUT.handle_bits) - 1))]
+        elif t in "ECX":
+            req = [(TAKE, ref, shares, 0)]
+        elif t == "D":
+            req = [(DELETE, ref, 0, 0)]
+        elif t == "U":
+            new = int(e["new_order_ref"])
+            if ref not in model.orders or shares == 0 or (new != ref and new in model.orders):
+                req = [(FIND, ref, 0, 0)]          # rejected by the book: nothing changes
+            else:
+                req = [(DELETE, ref, 0, 0), (INSERT, new, shares, 0)]
+        else:
+            continue
+        for r in req:
+            model.apply(*r)
+        out += req
+    return out
+
+
+@cocotb.test()
+async def test_real_day(dut):
+    """The embedded AMZN 2012-06-21 day (LOBSTER's sample as ITCH 5.0, 86,859 messages): every
+    result equals the model's; with room for the day (no ``table_full``) the live orders at the
+    end equal the golden book's."""
+    from hftaccel.feeds import source
+    from hftaccel.golden.book import Book
+
+    ev = source.open_feed(source.embedded_sample(), lenient=True).events
+    if not full_run():      # the board default gets the first 40,000 events, a small table 10,000
+        ev = ev[:40_000 if DUT.rows * DUT.ways >= 4096 else 10_000]
+    tb = TableTB(dut)
+    await tb.start()
+    tb.send(_itch_requests(ev, Model(DUT.rows, DUT.ways, DUT.ref_bits)))
+    await tb.check("AMZN day")
+    if DUT.rows * DUT.ways >= 4096:
+        assert tb.model.table_full == 0, "the AMZN day overflowed a row of the table"
+    if tb.model.table_full == 0:
+        book = Book()
+        book.apply(ev)
+        assert tb.counter("live") == book.live_orders == len(tb.model.orders), \
+            f"live orders: DUT {tb.counter('live')}, golden book {book.live_orders}"
