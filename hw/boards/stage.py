@@ -125,6 +125,7 @@ STAGES = {
                       "order book (hftaccel.rtl.book.OrderBook)"),
     "order_table": StageSpec(_component("order_table:OrderTable"),
                              {"default": {"rows": 4096, "ways": 4},
+                              "lean": {"rows": 1024, "ways": 4},
                               "small": {"rows": 256, "ways": 4}},
                              "order table of the EBR book: 16,384 orders in DP16KD "
                              "(hftaccel.rtl.order_table.OrderTable)"),

@@ -127,6 +127,12 @@ class OrderTable(wiring.Component):
         Order references below ``2**ref_bits`` are stored [39].
     handle_bits : int
         Width of the caller's handle [13: 8,192 price level nodes].
+    late_handle : bool
+        INSERT takes its handle not from the request but from ``handle_late`` in the cycle the
+        request is in stage 4 (``latency - 2`` cycles after acceptance, later when the output
+        stalls: it is sampled on the edge where ``s4_advance`` is high). The book's level
+        index runs beside the table and decides the level handle of an add in its own stage
+        4, the same cycle [False].
 
     Attributes
     ----------
@@ -141,6 +147,9 @@ class OrderTable(wiring.Component):
         ``2**ref_bits``.
     clearing : Out(1)
         High while the table is cleared after reset.
+    handle_late : In(handle_bits); s4_valid, s4_advance : Out(1); s4_ref : Out(64)
+        With ``late_handle`` only: the late handle, and the request in stage 4 (valid, its
+        reference, whether it leaves stage 4 on this edge).
 
     Raises
     ------
@@ -153,7 +162,7 @@ class OrderTable(wiring.Component):
     ii = 1
 
     def __init__(self, *, rows: int = 4096, ways: int = 4, ref_bits: int = 39,
-                 handle_bits: int = 13):
+                 handle_bits: int = 13, late_handle: bool = False):
         if not isinstance(rows, int) or rows < 2 or rows & (rows - 1):
             raise ValueError(f"rows must be a power of two >= 2, not {rows!r}")
         if not isinstance(ways, int) or ways < 1:
@@ -164,12 +173,16 @@ class OrderTable(wiring.Component):
         if not isinstance(handle_bits, int) or handle_bits < 1:
             raise ValueError(f"handle_bits must be a positive integer, not {handle_bits!r}")
         self.rows, self.ways, self.ref_bits, self.handle_bits = rows, ways, ref_bits, handle_bits
+        self.late_handle = bool(late_handle)
         self.row_bits = rb
         self.tag_bits = ref_bits - rb
         self.entry_layout = data.StructLayout({"tag": self.tag_bits, "shares": 32,
                                                "handle": handle_bits})
         self.entry_bits = self.entry_layout.size
+        late = {"handle_late": In(handle_bits), "s4_valid": Out(1), "s4_ref": Out(64),
+                "s4_advance": Out(1)} if self.late_handle else {}
         super().__init__({
+            **late,
             "i": In(stream.Signature(request_layout(handle_bits))),
             "o": Out(stream.Signature(result_layout(handle_bits))),
             "live": Out(range(rows * ways + 1)),
@@ -325,7 +338,7 @@ class OrderTable(wiring.Component):
         gone = take_all | (rem == r4.shares)
         ins_ent, take_ent = Signal(ent_t), Signal(ent_t)
         m.d.comb += [ins_ent.tag.eq(tag[4]), ins_ent.shares.eq(r4.shares),
-                     ins_ent.handle.eq(r4.handle),
+                     ins_ent.handle.eq(self.handle_late if self.late_handle else r4.handle),
                      take_ent.eq(ent4), take_ent.shares.eq(left)]
         wsel = Signal(nw)                   # the way written, one-hot (0: no write)
         m.d.comb += wsel.eq(Mux(f_ins, Mux(ins_ok, ins_oh, 0), Mux(take_ok, way4, 0)))
@@ -358,6 +371,8 @@ class OrderTable(wiring.Component):
         new_ent = Signal(ent_t)
         m.d.comb += new_ent.eq(s4_ent)
         go = adv & v[4]
+        if self.late_handle:
+            m.d.comb += [self.s4_valid.eq(v[4]), self.s4_ref.eq(r4.ref), self.s4_advance.eq(go)]
         with m.If(clearing):
             m.d.comb += [wr.addr.eq(clr), wr.data.eq(0), wr.en.eq(1)]
         with m.Else():

@@ -32,6 +32,12 @@ RES = result_layout(DUT.handle_bits)
 INSERT, TAKE, DELETE, FIND = (Op.INSERT.value, Op.TAKE.value, Op.DELETE.value, Op.FIND.value)
 
 
+def late_handle_of(ref: int) -> int:
+    """The handle the testbench drives on ``handle_late`` for the INSERT of ``ref`` in stage 4
+    (``late_handle`` builds): a hash of the reference, so a wrong cycle gives a wrong handle."""
+    return (ref * 0x9E3779B1 >> 7) & ((1 << DUT.handle_bits) - 1)
+
+
 class Model:
     """The table's contract: results of each request, counters."""
 
@@ -56,6 +62,8 @@ class Model:
             if self.per_row[row] == self.ways:
                 self.table_full += 1
                 return {**res, "status": Status.FULL.value}
+            if DUT.late_handle:
+                handle = late_handle_of(ref)
             self.orders[ref] = [shares, handle]
             self.per_row[row] += 1
             return {**res, "status": Status.OK.value, "remaining": shares, "handle": handle}
@@ -81,6 +89,15 @@ class TableTB(TB):
         self.sink = StreamSink(self, "o", RES, stall=stall)
         self.model = Model(DUT.rows, DUT.ways, DUT.ref_bits)
         self.expected = []
+        if DUT.late_handle:
+            cocotb.start_soon(self._drive_late_handle())
+
+    async def _drive_late_handle(self):
+        """The level index's part: ``handle_late`` from the request now in stage 4."""
+        from cocotb.triggers import FallingEdge
+        while True:
+            await FallingEdge(self.dut.clk)
+            self.dut.handle_late.value = late_handle_of(int(self.dut.s4_ref.value))
 
     async def start(self):
         await self.reset()
