@@ -129,6 +129,11 @@ STAGES = {
                               "small": {"rows": 256, "ways": 4}},
                              "order table of the EBR book: 16,384 orders in DP16KD "
                              "(hftaccel.rtl.order_table.OrderTable)"),
+    "top_levels": StageSpec(_component("top_levels:TopLevels"),
+                            {"default": {"slots": 256, "depth": 8, "window": 12},
+                             "small": {"slots": 16, "depth": 8, "window": 12}},
+                            "best-level windows of the EBR book "
+                            "(hftaccel.rtl.top_levels.TopLevels)"),
     "features": StageSpec(_component("features:FeatureEngine"),
                           {"default": {"depth": 8, "n_symbols": 1, "latency": 5}},
                           "microstructure features (hftaccel.rtl.features.FeatureEngine)"),

@@ -416,6 +416,8 @@ DUTS = {
     "book": ("order_book", _factory("book", "OrderBook"), "hftaccel.sim.test_book"),
     "order_table": ("order_table", _factory("order_table", "OrderTable"),
                     "hftaccel.sim.test_order_table"),
+    "top_levels": ("top_levels", _factory("top_levels", "TopLevels"),
+                   "hftaccel.sim.test_top_levels"),
     "features": ("feature_engine", _factory("features", "FeatureEngine"),
                  "hftaccel.sim.test_features"),
     "mlp": ("mlp_scorer", _factory("mlp", "MLP"), "hftaccel.sim.test_mlp"),

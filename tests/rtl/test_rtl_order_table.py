@@ -41,9 +41,8 @@ def test_verilator_board_default_real_day():
 
 def test_verilator_late_handle():
     """INSERT handles taken in stage 4 from ``handle_late``, as the book's level index gives
-    them (random hazards and back-pressure)."""
+    them (random hazards)."""
     _run("verilator", {**TEST_PARAMS, "late_handle": True}, testcase="test_random_hazards")
-    _run("verilator", {**TEST_PARAMS, "late_handle": True}, testcase="test_backpressure")
 
 
 @pytest.mark.slow
