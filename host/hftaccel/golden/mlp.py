@@ -36,14 +36,53 @@ Float32 input. The graph input is float32, so an int32 feature ``x`` enters the 
 ``float32(x)``, rounded to 24 significant bits with RNE when ``|x| >= 2**24``.
 :func:`float32_grid` reproduces that rounding in integers (same RNE argument with
 ``n = bit_length(|x|) - 24``).
+
+Batched engine. :meth:`IntegerMLP.run` runs the steps over blocks of :data:`CHUNK_ROWS` samples:
+each ``Dense`` is one BLAS matrix product (``numpy.matmul``) in floating point, the other steps
+are element-wise passes (compiled with Numba) over the block. It equals the one-sample int64
+program :meth:`IntegerMLP.run_reference` (and so onnxruntime) bit for bit, because every
+floating-point operation it performs has an exactly representable result:
+
+* Every value between the steps is an integer; a float format with ``p`` significand bits (24
+  for float32, 53 for float64) holds every integer of magnitude ``<= 2**p`` exactly, and
+  multiplying by a power of two is exact (no overflow or underflow here: shifts are at most 62
+  and magnitudes below 2**62, else the model runs in int64).
+* A ``Dense`` output channel is ``b + sum_j w_j a_j``. In whatever order and blocking BLAS adds
+  the products (fused multiply-add or not), every product and every partial sum is an integer of
+  magnitude ``<= |b| + sum_j |w_j| max|a_j| =: worst``, the static worst case of the channel
+  (:func:`_dense_bounds`, with the input range ``|float32(x)| <= 2**31`` carried through every
+  step). With ``worst <= 2**p`` no operation of the product rounds: the float result is the
+  integer sum. Where a ``Requant`` by ``2**-n`` follows (after an optional ``Relu``), its scale
+  is folded into the weights and the bias: every product and partial sum is then ``2**-n``
+  times such an integer, exact for the same reason.
+* The bound is the one :func:`load` enforces: it rejects any graph whose ``worst`` exceeds
+  ``2**hftaccel.spec.quant.FLOAT32_EXACT_BITS = 2**24`` (the graph's own float32 Gemm is exact
+  only within it), so every loaded model runs in float32 (the default model's largest ``worst``
+  is 85,655). An :class:`IntegerMLP` built by hand with ``worst <= 2**53`` runs in float64, one
+  with a larger bound (or a degenerate clip, a shift beyond 62, a weight or clip bound the float
+  format cannot hold) in int64: batched integer products and the reference's own element-wise
+  operations, wrap-around included.
+* ``Requant`` is ``clip(rint(v * 2**-n), lo, hi)``: ``rint`` rounds half to even (the IEEE
+  default mode, which nothing in the engine changes) an exact value, so it is :func:`rne_shift`
+  by the argument above. ``Relu`` and ``Clip`` select among exact values (a Relu before a
+  requantization becomes its lower clip bound: ``clip(rint(max(v, 0) * s), lo, hi) ==
+  clip(rint(v * s), max(lo, 0), hi)`` for ``s > 0``, ``lo <= hi``).
+* The input ``float32(x)`` is the float32 cast itself (:func:`float32_grid` is its integer
+  model), widened exactly where the model runs in float64.
+
+Blocks of a few thousand rows keep the activations in cache, and bound the engine's working
+memory to a few MB whatever the input length. Batches of fewer than :data:`SMALL_BATCH` rows go
+through the one-sample program, whose fixed cost per call is lower.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numba
+import numba.extending
 import numpy as np
 
 from hftaccel.spec.quant import FLOAT32_EXACT_BITS, INPUT_NAME, OUTPUT_NAME
@@ -51,11 +90,19 @@ from hftaccel.spec.quant import FLOAT32_EXACT_BITS, INPUT_NAME, OUTPUT_NAME
 __all__ = [
     "UnsupportedGraphError",
     "Requant", "Dense", "Relu", "Clip",
-    "IntegerMLP", "load", "rne_shift", "float32_grid",
+    "IntegerMLP", "load", "rne_shift", "float32_grid", "CHUNK_ROWS", "SMALL_BATCH",
 ]
 
 _INT_LIMIT = 1 << 62          # int64 headroom for every intermediate of the engine
 _F32_EXACT = 1 << FLOAT32_EXACT_BITS
+_F64_EXACT = 1 << (np.finfo(np.float64).nmant + 1)     # 2**53
+_MAX_FLOAT_SHIFT = 62         # |requant shift| the float blocks take (2**-62 is a normal float32)
+
+#: Rows per block of the batched engine (a block's widest float32 buffer, 8192 x 32 x 4 bytes,
+#: is 1 MiB; 2,048 to 16,384 rows ran within noise of each other in scripts/bench_pipeline.py).
+CHUNK_ROWS = 8192
+#: Batches of fewer rows run through the one-sample program (lower fixed cost per call).
+SMALL_BATCH = 64
 
 
 class UnsupportedGraphError(ValueError):
@@ -202,6 +249,86 @@ def _run_program(x, ops, shifts, weights, biases, widest):  # pragma: no cover -
     return out
 
 
+# The element-wise pass of the batched engine, over C-contiguous (rows, c) blocks seen flat:
+# ``out = clip(rint(in * 2**-n + bias), lo, hi)`` per channel. It runs the input quantizer, a
+# Dense's bias with the Relu / Requant / Clip that follow it (the scale is then in the weights:
+# ``scale`` None), and element-wise steps that follow no Dense (``bias`` None). The parameters
+# come tiled over whole rows (:func:`_tile_rows`) to a multiple of 16 values, so the inner loop
+# runs in full SIMD vectors; source and destination are distinct arrays (an in-place pass would
+# defeat the vectorizer's alias check).
+
+
+def _graph_input(v):  # pragma: no cover - only called compiled
+    """``float32(v)`` for the integer features (the graph's float32 input), ``v`` for floats."""
+    raise NotImplementedError
+
+
+@numba.extending.overload(_graph_input)
+def _graph_input_impl(v):
+    if isinstance(v, numba.types.Integer):
+        return lambda v: np.float32(v)
+    return lambda v: v
+
+
+@numba.njit(cache=True)
+def _pass_float(a, out, bias, scale, lo, hi):  # pragma: no cover - compiled
+    """Float plans (``lo <= hi`` everywhere, so clip is ``min(max(., lo), hi)``; a Relu is
+    folded into ``lo``: ``clip(rint(max(v, 0) * s), lo, hi) == clip(rint(v * s), max(lo, 0), hi)``
+    for ``s > 0``); ``out`` may be the int64 result. ``bias`` / ``scale`` None are pruned at
+    compile time."""
+    t = lo.size
+    n = a.size
+    for base in range(0, n, t):
+        m = min(t, n - base)
+        s, o = a[base:base + m], out[base:base + m]
+        for k in range(m):
+            v = _graph_input(s[k])
+            if scale is not None:
+                v = v * scale[k]
+            if bias is not None:
+                v = v + bias[k]
+            o[k] = min(max(np.rint(v), lo[k]), hi[k])
+
+
+@numba.njit(cache=True)
+def _pass_int(a, out, bias, floor, shift, lo, hi):  # pragma: no cover - compiled
+    """Int64 plans: the reference's operations one for one (``_rne_shift1``, its clip, which
+    also covers ``lo > hi``), wrapping as it does."""
+    t = bias.size
+    for i in range(a.size):
+        k = i % t
+        v = _rne_shift1(max(a[i] + bias[k], floor[k]), shift[k])
+        out[i] = lo[k] if v < lo[k] else (hi[k] if v > hi[k] else v)
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """One block operation of the batched engine: ``step(a @ weight_t + bias)``, or ``step(a)``
+    where ``weight_t`` is None (the input and element-wise steps that follow no Dense).
+
+    Parameters are per output channel, tiled over :func:`_tile_rows` rows (flat). In float plans
+    ``floor`` is folded into ``lo``, ``scale`` is ``2**-shift``, and a Dense's ``scale`` is
+    folded into ``weight_t`` and ``bias`` (its ``scale`` is then 1); in int64 plans ``scale``
+    holds the shifts."""
+
+    weight_t: np.ndarray | None     # (in, out), the plan's dtype
+    width: int                      # output channels
+    bias: np.ndarray
+    floor: np.ndarray               # Relu floor: 0 or the int64 minimum (int64 plans)
+    scale: np.ndarray               # 2**-shift (float plans) or shift (int64 plans)
+    lo: np.ndarray                  # clip bounds
+    hi: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The steps grouped into :class:`_Stage` s for one arithmetic (float32, float64 or int64)."""
+
+    dtype: np.dtype
+    worst: int                      # largest static accumulator bound over the Dense steps
+    stages: tuple
+
+
 @dataclass(frozen=True)
 class Requant:
     """``y = clip(rne_shift(x, shift), lo, hi)``; ``shift`` is per channel (int64 (C,)) or scalar."""
@@ -260,10 +387,16 @@ class IntegerMLP:
     output_name: str = OUTPUT_NAME
     source: str = "<model>"
     layers: list = field(default_factory=list)
-    _compiled: tuple | None = field(default=None, repr=False, compare=False)
+    _compiled: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _plan: _Plan | None = field(default=None, init=False, repr=False, compare=False)
 
     def run(self, features: np.ndarray) -> np.ndarray:
         """Integer logits of int32 feature vectors.
+
+        Batched: blocks of :data:`CHUNK_ROWS` rows, one BLAS product per Dense step, in float32
+        when the static accumulator bound allows it (always, for a model from :func:`load`);
+        see the module docstring for why this is exact. Equal to :meth:`run_reference`, which
+        also serves batches of fewer than :data:`SMALL_BATCH` rows.
 
         Parameters
         ----------
@@ -280,19 +413,73 @@ class IntegerMLP:
         ValueError
             Wrong shape or a value out of the int32 range.
         """
+        x = self._check(features)
+        if x.shape[0] < SMALL_BATCH:
+            return self.run_reference(x)
+        plan = self.plan()
+        n, last = x.shape[0], len(plan.stages) - 1
+        rows = min(n, CHUNK_ROWS)
+        out = np.empty((n, plan.stages[-1].width), np.int64)
+        new = lambda st: np.empty((rows, st.width), plan.dtype)  # noqa: E731
+        acc = [None if st.weight_t is None else new(st) for st in plan.stages]   # products
+        res = [None if k == last else new(st) for k, st in enumerate(plan.stages)]  # requantized
+        fl = plan.dtype.kind == "f"
+        for i0 in range(0, n, rows):
+            m = min(rows, n - i0)
+            a = x[i0:i0 + m] if fl else float32_grid(x[i0:i0 + m])
+            for k, st in enumerate(plan.stages):
+                dst = out[i0:i0 + m] if k == last else res[k][:m]
+                if st.weight_t is not None:
+                    a = np.matmul(a, st.weight_t, out=acc[k][:m])
+                if fl:
+                    dense = st.weight_t is not None
+                    _pass_float(a.reshape(-1), dst.reshape(-1), st.bias if dense else None,
+                                None if dense else st.scale, st.lo, st.hi)
+                else:
+                    _pass_int(a.reshape(-1), dst.reshape(-1), st.bias, st.floor, st.scale, st.lo,
+                              st.hi)
+                a = dst
+        return out
+
+    def run_reference(self, features: np.ndarray) -> np.ndarray:
+        """:meth:`run` computed one sample at a time in int64 (the compiled program
+        :func:`_run_program`): the reference the batched engine is held equal to.
+
+        Parameters, returns and errors as :meth:`run`.
+        """
+        x = self._check(features)
+        # One compiled pass per sample over the integer program (the NumPy functions above are
+        # its reference semantics; tests hold the two equal).
+        ops, shifts, weights, biases, width = self._program()
+        return _run_program(x, ops, shifts, weights, biases, width)
+
+    def _check(self, features) -> np.ndarray:
+        """The features validated (shape, integer dtype, int32 range), as C-contiguous int32."""
         x = np.asarray(features)
         if x.ndim != 2 or x.shape[1] != self.n_inputs:
             raise ValueError(f"{self.source}: features must have shape (n, {self.n_inputs}), "
                              f"got {x.shape}")
         if not np.issubdtype(x.dtype, np.integer):
             raise ValueError(f"{self.source}: features must be integers, got {x.dtype}")
-        x = x.astype(np.int64)
-        if x.size and (x.min() < -(1 << 31) or x.max() >= (1 << 31)):
+        info = np.iinfo(x.dtype)
+        if not (info.min >= -(1 << 31) and info.max < (1 << 31)) and x.size and (
+                x.min() < -(1 << 31) or x.max() >= (1 << 31)):
             raise ValueError(f"{self.source}: feature values must fit int32")
-        # One compiled pass per sample over the integer program (the NumPy functions above are
-        # its reference semantics; tests hold the two equal).
-        ops, shifts, weights, biases, width = self._program()
-        return _run_program(x, ops, shifts, weights, biases, width)
+        return np.ascontiguousarray(x, dtype=np.int32)
+
+    def plan(self) -> _Plan:
+        """The steps grouped for the batched engine, with its arithmetic (built once, cached).
+
+        Returns
+        -------
+        _Plan
+            ``dtype`` (float32, float64 or int64: the arithmetic the static bounds prove exact),
+            ``worst`` (the largest accumulator bound over the Dense steps, Python int) and
+            ``stages``.
+        """
+        if self._plan is None:
+            self._plan = _build_plan(self.steps, self.n_inputs, self.source)
+        return self._plan
 
     def _program(self):
         """The steps flattened for :func:`_run_program` (built once, cached)."""
@@ -635,15 +822,143 @@ def _dense(nm: str, x: _Dyn, w: np.ndarray | None, bias, wq=None, bq=None) -> tu
             bi = bi << (bexp - out_exp)
     else:
         bi = np.zeros(n_out, np.int64)
-    amax = np.maximum(np.abs(x.lo), np.abs(x.hi))
-    worst = np.abs(wi) @ amax + np.abs(bi)
+    worst, lo, hi = _dense_bounds(wi, bi, x.lo, x.hi)
     if np.any(worst > _F32_EXACT):
         raise UnsupportedGraphError(
             nm, f"worst-case accumulator {int(worst.max())} exceeds 2**{FLOAT32_EXACT_BITS}: "
                 f"the graph's float32 arithmetic would not be exact")
-    lo = np.minimum(wi, 0) @ x.hi + np.maximum(wi, 0) @ x.lo + bi
-    hi = np.maximum(wi, 0) @ x.hi + np.minimum(wi, 0) @ x.lo + bi
-    return (_Dyn(np.full(n_out, out_exp, np.int64), lo, hi, False), Dense(nm, wi, bi))
+    y = _Dyn(np.full(n_out, out_exp, np.int64), lo.astype(np.int64), hi.astype(np.int64), False)
+    return y, Dense(nm, wi, bi)
+
+
+def _dense_bounds(w, b, lo, hi):
+    """Static bounds of ``y = x @ w.T + b`` for ``lo <= x <= hi`` (per input channel).
+
+    Returns
+    -------
+    worst : np.ndarray, object (Python int), shape (out,)
+        ``|b| + sum_j |w_j| max(|lo_j|, |hi_j|)``: bounds the magnitude of every product and of
+        every partial sum of the output, in any summation order (the exactness bound of the
+        float32 graph in :func:`load` and of the batched engine's BLAS products).
+    lo, hi : np.ndarray, object, shape (out,)
+        Bounds of ``y``.
+    """
+    w, b = np.asarray(w).astype(object), np.asarray(b).astype(object)
+    lo, hi = np.asarray(lo).astype(object), np.asarray(hi).astype(object)
+    amax = np.maximum(np.abs(lo), np.abs(hi))
+    pos, neg = np.where(w > 0, w, 0), np.where(w < 0, w, 0)
+    return np.abs(w) @ amax + np.abs(b), neg @ hi + pos @ lo + b, pos @ hi + neg @ lo + b
+
+
+def _rne_int(a: int, n: int) -> int:
+    """:func:`rne_shift` of one Python int (any magnitude)."""
+    if n <= 0:
+        return a << -n
+    q, r, h = a >> n, a & ((1 << n) - 1), 1 << (n - 1)
+    return q + (r > h or (r == h and (q & 1) == 1))
+
+
+def _build_plan(steps: list, n_inputs: int, source: str) -> _Plan:
+    """Group the steps into block stages and choose the exact arithmetic (module docstring).
+
+    Stages: the input (``float32(x)``, then at most a Relu and a Requant/Clip), then per Dense
+    its product, bias and the Relu / Requant / Clip that follow it (at most one Relu, then one
+    Requant or Clip), then a stage without product for any further element-wise step.
+    """
+    groups: list[list] = [[None, []]]
+    for st in steps:
+        g = groups[-1][1]
+        if isinstance(st, Dense):
+            groups.append([st, []])
+        elif g and not (len(g) == 1 and isinstance(g[0], Relu) and not isinstance(st, Relu)):
+            groups.append([None, [st]])
+        else:
+            g.append(st)
+
+    # static bounds (Python ints) through every step; any doubt sends the model to int64
+    lo = np.full(n_inputs, -(1 << 31), object)
+    hi = np.full(n_inputs, 1 << 31, object)
+    worst, ok, exact_vals = 0, True, []
+    width = n_inputs
+    for dense, elem in groups:
+        if dense is not None:
+            w = np.asarray(dense.weight, np.int64)
+            if w.ndim != 2 or w.shape[1] != width:
+                raise ValueError(f"{source}: node {dense.node!r} expects {w.shape[-1]} inputs, "
+                                 f"gets {width}")
+            wst, lo, hi = _dense_bounds(w, np.asarray(dense.bias, np.int64).reshape(-1), lo, hi)
+            worst = max(worst, int(wst.max()) if wst.size else 0)
+            exact_vals += [w.ravel(), np.asarray(dense.bias, np.int64).ravel()]
+            width = w.shape[0]
+        for st in elem:
+            if isinstance(st, Relu):
+                lo, hi = np.maximum(lo, 0), np.maximum(hi, 0)
+                continue
+            if st.lo > st.hi:
+                ok = False                         # degenerate clip: reference semantics only
+                continue
+            exact_vals.append(np.array([st.lo, st.hi], np.int64))
+            if isinstance(st, Requant):
+                sh = np.broadcast_to(np.asarray(st.shift, np.int64), (width,))
+                amax = np.maximum(np.abs(lo), np.abs(hi))
+                if np.any(np.abs(sh) > _MAX_FLOAT_SHIFT) or any(
+                        int(a) << max(-int(k), 0) >= _INT_LIMIT for a, k in zip(amax, sh)):
+                    ok = False
+                    continue
+                lo = np.array([_rne_int(int(v), int(k)) for v, k in zip(lo, sh)], object)
+                hi = np.array([_rne_int(int(v), int(k)) for v, k in zip(hi, sh)], object)
+            lo, hi = np.clip(lo, st.lo, st.hi), np.clip(hi, st.lo, st.hi)
+        if worst >= _INT_LIMIT:
+            ok = False
+        if not ok:
+            break
+    dtype = np.dtype(np.int64)
+    vals = np.concatenate(exact_vals) if exact_vals else np.zeros(0, np.int64)
+    ok = ok and bool(np.all((vals >= -_INT_LIMIT) & (vals <= _INT_LIMIT)))
+    for ft, bound in ((np.float32, _F32_EXACT), (np.float64, _F64_EXACT)):
+        if ok and worst <= bound and np.array_equal(vals.astype(ft).astype(np.int64), vals):
+            dtype = np.dtype(ft)       # every weight, bias and clip bound held exactly
+            break
+
+    fl = dtype.kind == "f"
+    low, high = (-np.inf, np.inf) if fl else (np.iinfo(np.int64).min, np.iinfo(np.int64).max)
+    stages = []
+    width = n_inputs
+    for dense, elem in groups:
+        if dense is not None:
+            width = np.asarray(dense.weight).shape[0]
+        floor, shift = np.full(width, low, object), np.zeros(width, np.int64)
+        clo, chi = np.full(width, low, object), np.full(width, high, object)
+        for st in elem:
+            if isinstance(st, Relu):
+                floor[:] = 0
+                continue
+            if isinstance(st, Requant):
+                shift[:] = np.broadcast_to(np.asarray(st.shift, np.int64), (width,))
+            clo[:], chi[:] = int(st.lo), int(st.hi)
+        weight_t, bias = None, np.zeros(width, np.int64)
+        if dense is not None:
+            weight_t = np.asarray(dense.weight, np.int64).T
+            bias = np.asarray(dense.bias, np.int64).reshape(-1)
+        if fl:
+            clo = np.maximum(clo, floor)                  # Relu into the clip (lo <= hi here)
+            scale = np.ldexp(1.0, -shift)                 # exact powers of two
+            if weight_t is not None:                      # the requant scale into the product
+                weight_t, bias, scale = weight_t * scale, bias * scale, np.ones(width)
+            params = (bias, np.zeros(width), scale, clo.astype(float), chi.astype(float))
+        else:
+            params = (bias, floor, shift, clo, chi)
+        reps = _tile_rows(width)
+        stages.append(_Stage(
+            None if weight_t is None else np.ascontiguousarray(weight_t, dtype=dtype), width,
+            *(np.tile(np.asarray(v).astype(dtype), reps) for v in params)))
+    return _Plan(dtype, worst, tuple(stages))
+
+
+def _tile_rows(c: int) -> int:
+    """Rows per parameter tile for ``c`` channels: a multiple of 16 values, at least 512."""
+    r = 16 // math.gcd(c, 16)
+    return r * max(1, -(-512 // (r * c)))
 
 
 def _fold(node, nm: str, vals: list):
