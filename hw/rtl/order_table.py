@@ -52,6 +52,8 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .stream import skid_output
+
 __all__ = ["Op", "Status", "order_row", "request_layout", "result_layout", "OrderTable"]
 
 
@@ -393,15 +395,7 @@ class OrderTable(wiring.Component):
                      res.remaining.eq(Mux(ok, new_ent.shares, 0)),
                      res.handle.eq(Mux(ok, new_ent.handle, 0)),
                      res.over.eq(ok & over)]
-        sk = Signal(res_t)
-        o_free = ~self.o.valid | self.o.ready
-        with m.If(o_free):
-            with m.If(sk_valid):
-                m.d.sync += [self.o.payload.eq(sk), self.o.valid.eq(1), sk_valid.eq(0)]
-            with m.Else():
-                m.d.sync += [self.o.payload.eq(res), self.o.valid.eq(go)]
-        with m.Elif(~sk_valid & go):
-            m.d.sync += [sk.eq(res), sk_valid.eq(1)]
+        skid_output(m, self.o, res, go, sk_valid)
 
         # counters one cycle later, from registered events (off the stage-4 paths)
         c_full, c_range = reg(1, "c_full"), reg(1, "c_range")

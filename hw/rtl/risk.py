@@ -12,6 +12,8 @@ from amaranth.lib.wiring import In, Out
 
 from hftaccel.spec import risk as spec
 
+from .stream import skid_output
+
 __all__ = ["SCORED_LAYOUT", "CONFIG_LAYOUT", "DECISION_LAYOUT", "STATE_LAYOUT", "RiskGate"]
 
 
@@ -612,15 +614,7 @@ class RiskGate(wiring.Component):
             rec.position.eq(new_pos), rec.open_buy.eq(new_ob), rec.open_sell.eq(new_os),
             rec.gross_notional.eq(new_gross),
         ]
-        sk = Signal(DECISION_LAYOUT)
-        o_free = ~self.o.valid | self.o.ready
-        with m.If(o_free):
-            with m.If(sk_valid):
-                m.d.sync += [self.o.payload.eq(sk), self.o.valid.eq(1), sk_valid.eq(0)]
-            with m.Else():
-                m.d.sync += [self.o.payload.eq(rec), self.o.valid.eq(v4)]
-        with m.Elif(~sk_valid & v4):
-            m.d.sync += [sk.eq(rec), sk_valid.eq(1)]
+        skid_output(m, self.o, rec, v4, sk_valid)
 
         # ------------------------------------------------------------ counters
         wb_new, wb_none, wb_ok = reg(1, "wb_new"), reg(1, "wb_none"), reg(1, "wb_ok")

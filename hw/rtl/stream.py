@@ -17,7 +17,7 @@ Two kinds of stream run through the front end:
 Source: Amaranth ``lib.stream`` / ``lib.data`` conventions; AXI4-Stream byte order (ARM IHI 0051).
 """
 
-from amaranth.hdl import Cat, Const, unsigned
+from amaranth.hdl import Cat, Const, Signal, unsigned
 from amaranth.lib import data
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "keep_mask",
     "beat_byte",
     "be_value",
+    "skid_output",
 ]
 
 #: Bytes per beat of a packet stream (64-bit data path).
@@ -116,3 +117,21 @@ def beat_byte(value, lane: int):
 def be_value(byte_values):
     """Big-endian integer from a sequence of byte values (first element most significant)."""
     return Cat(*reversed(list(byte_values)))
+
+
+def skid_output(m, o, payload, valid, sk_valid):
+    """Registered stream output ``o`` behind a one-entry skid buffer, for pipelines that advance
+    together on ``~sk_valid`` (so their enable comes from a register, not from ``o.ready``).
+
+    ``payload`` / ``valid`` are the beat leaving the pipeline this cycle; when ``o`` is full
+    and not taken, the beat goes to the skid register and ``sk_valid`` (a 1-bit register of the
+    caller, its stall) rises until ``o`` takes it. Adds the logic to module ``m``."""
+    sk = Signal(payload.shape(), name="sk")
+    o_free = ~o.valid | o.ready
+    with m.If(o_free):
+        with m.If(sk_valid):
+            m.d.sync += [o.payload.eq(sk), o.valid.eq(1), sk_valid.eq(0)]
+        with m.Else():
+            m.d.sync += [o.payload.eq(payload), o.valid.eq(valid)]
+    with m.Elif(~sk_valid & valid):
+        m.d.sync += [sk.eq(payload), sk_valid.eq(1)]

@@ -42,6 +42,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .stream import skid_output
+
 __all__ = ["change_layout", "levels_layout", "TopLevels"]
 
 
@@ -277,13 +279,5 @@ class TopLevels(wiring.Component):
                              res[f"{name}_orders"][k].eq(e.orders)]
             short = short | (~sd.lv[self.depth - 1].orders.any() & sd.bottom.any())
         m.d.comb += res.short.eq(short)
-        sk = Signal(out_t)
-        o_free = ~self.o.valid | self.o.ready
-        with m.If(o_free):
-            with m.If(sk_valid):
-                m.d.sync += [self.o.payload.eq(sk), self.o.valid.eq(1), sk_valid.eq(0)]
-            with m.Else():
-                m.d.sync += [self.o.payload.eq(res), self.o.valid.eq(go)]
-        with m.Elif(~sk_valid & go):
-            m.d.sync += [sk.eq(res), sk_valid.eq(1)]
+        skid_output(m, self.o, res, go, sk_valid)
         return m
