@@ -129,6 +129,12 @@ STAGES = {
                               "small": {"rows": 256, "ways": 4}},
                              "order table of the EBR book: 16,384 orders in DP16KD "
                              "(hftaccel.rtl.order_table.OrderTable)"),
+    "level_table": StageSpec(_component("level_table:LevelTable"),
+                             {"default": {"rows": 2048, "ways": 4, "slot_bits": 8},
+                              "lean": {"rows": 512, "ways": 4, "slot_bits": 6},
+                              "small": {"rows": 64, "ways": 4, "slot_bits": 4}},
+                             "price level table of the EBR book: 8,192 levels in DP16KD "
+                             "(hftaccel.rtl.level_table.LevelTable)"),
     "top_levels": StageSpec(_component("top_levels:TopLevels"),
                             {"default": {"slots": 256, "depth": 8, "window": 12},
                              "small": {"slots": 16, "depth": 8, "window": 12}},

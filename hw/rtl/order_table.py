@@ -23,36 +23,20 @@ Structure
 With the defaults (4096 rows x 4 ways, 39-bit references, 13-bit handles) an entry is
 27 + 32 + 13 = 72 bits and the table holds 16,384 orders in 64 DP16KD.
 
-Pipeline (an operation accepted at cycle 0; every stage advances together, stalled only by
-the output):
-
-0. row hash; the memory read is issued; the row and reference of this operation are compared
-   with those of the five operations ahead (equality flags, registered).
-1. the row arrives; the row written by the operation four or five ahead (the two write-back
-   registers) replaces it when the rows are equal.
-2. the row written by the operation three ahead replaces it likewise; tag compares of every
-   way (match and live masks registered).
-3. the entry of the reference: from the operation one ahead if it had the same reference (its
-   result is combinational in stage 4), else from the operation two ahead (a register), else
-   the matching way.
-4. the operation: insert (free way of the row as the two operations ahead left it, priority to
-   way 0), take (``min(shares, remaining)``), delete; the new row goes to the write-back
-   register, which writes the memory in the next cycle; the result is registered behind a
-   skid buffer.
-
-So two operations on one order or one row may follow each other on consecutive cycles (E then
-D of one order, A then D, two adds into one row): read-modify-write hazards are resolved by
-forwarding, never by stalling. Latency :attr:`latency` = 6 cycles from acceptance to the
-result on ``o``; initiation interval 1. After reset the table is cleared, one row a cycle,
-``rows`` cycles with ``i.ready`` low.
+Pipeline: :mod:`.hash_table`'s, keyed by the reference. Two operations on one order or one row
+may follow each other on consecutive cycles (E then D of one order, A then D, two adds into
+one row): read-modify-write hazards are resolved by forwarding, never by stalling. Latency
+:attr:`latency` = 6 cycles from acceptance to the result on ``o``; initiation interval 1.
+After reset the table is cleared, one row a cycle, ``rows`` cycles with ``i.ready`` low.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.memory import Memory
+from types import SimpleNamespace
+
+from amaranth.hdl import Const, Mux, Signal
+from amaranth.lib import data, enum, stream
 from amaranth.lib.wiring import In, Out
 
-from .stream import skid_output
+from .hash_table import HashTable, fold_row
 
 __all__ = ["Op", "Status", "order_row", "request_layout", "result_layout", "OrderTable"]
 
@@ -79,15 +63,7 @@ def order_row(ref: int, rows: int, ref_bits: int = 39) -> int:
     """Row of reference ``ref`` (``rows`` a power of two): its low ``log2(rows)`` bits XOR
     each ``log2(rows)``-bit piece of the tag ``ref >> log2(rows)`` (bits below ``ref_bits``).
     Consecutive references go to consecutive rows; the gateware computes the same function."""
-    rb = rows.bit_length() - 1
-    if rb == 0:
-        return 0
-    h = ref & (rows - 1)
-    tag = (ref & ((1 << ref_bits) - 1)) >> rb
-    while tag:
-        h ^= tag & (rows - 1)
-        tag >>= rb
-    return h
+    return fold_row(ref, rows, ref_bits)
 
 
 def request_layout(handle_bits: int = 13) -> data.StructLayout:
@@ -106,17 +82,7 @@ def result_layout(handle_bits: int = 13) -> data.StructLayout:
                               "remaining": 32, "handle": handle_bits, "over": 1})
 
 
-def _fold(ref, ref_bits, rb):
-    """Gateware :func:`order_row`: (row, tag) of a 64-bit reference signal."""
-    tag = ref[rb:ref_bits]
-    h = ref[:rb]
-    for k in range(0, len(tag), rb):
-        piece = tag[k:k + rb]
-        h = h ^ Cat(piece, Const(0, rb - len(piece))) if len(piece) < rb else h ^ piece
-    return h[:rb], tag
-
-
-class OrderTable(wiring.Component):
+class OrderTable(HashTable):
     """Order table: ``rows`` x ``ways`` entries in block RAM, one operation a cycle.
 
     Parameters
@@ -160,172 +126,46 @@ class OrderTable(wiring.Component):
         ``log2(rows) + 1 .. 64``, ``handle_bits`` < 1.
     """
 
-    latency = 6     #: cycles from the accepting edge to the result's first valid cycle
-    ii = 1
-
     def __init__(self, *, rows: int = 4096, ways: int = 4, ref_bits: int = 39,
                  handle_bits: int = 13, late_handle: bool = False):
-        if not isinstance(rows, int) or rows < 2 or rows & (rows - 1):
-            raise ValueError(f"rows must be a power of two >= 2, not {rows!r}")
-        if not isinstance(ways, int) or ways < 1:
-            raise ValueError(f"ways must be a positive integer, not {ways!r}")
-        rb = rows.bit_length() - 1
+        rb = rows.bit_length() - 1 if isinstance(rows, int) else 0
         if not isinstance(ref_bits, int) or not rb < ref_bits <= 64:
             raise ValueError(f"ref_bits must be in {rb + 1}..64, not {ref_bits!r}")
         if not isinstance(handle_bits, int) or handle_bits < 1:
             raise ValueError(f"handle_bits must be a positive integer, not {handle_bits!r}")
-        self.rows, self.ways, self.ref_bits, self.handle_bits = rows, ways, ref_bits, handle_bits
+        self.ref_bits, self.handle_bits = ref_bits, handle_bits
         self.late_handle = bool(late_handle)
-        self.row_bits = rb
-        self.tag_bits = ref_bits - rb
-        self.entry_layout = data.StructLayout({"tag": self.tag_bits, "shares": 32,
-                                               "handle": handle_bits})
-        self.entry_bits = self.entry_layout.size
         late = {"handle_late": In(handle_bits), "s4_valid": Out(1), "s4_ref": Out(64),
                 "s4_advance": Out(1)} if self.late_handle else {}
-        super().__init__({
-            **late,
-            "i": In(stream.Signature(request_layout(handle_bits))),
-            "o": Out(stream.Signature(result_layout(handle_bits))),
-            "live": Out(range(rows * ways + 1)),
-            "table_full": Out(32),
-            "ref_range": Out(32),
-            "clearing": Out(1),
-        })
+        super().__init__(
+            rows=rows, ways=ways, key_bits=ref_bits, live_field="shares", pre_bits=1,
+            fields={"shares": 32, "handle": handle_bits},
+            signature={
+                **late,
+                "i": In(stream.Signature(request_layout(handle_bits))),
+                "o": Out(stream.Signature(result_layout(handle_bits))),
+                "live": Out(range(rows * ways + 1)),
+                "table_full": Out(32),
+                "ref_range": Out(32),
+                "clearing": Out(1),
+            })
 
-    def elaborate(self, platform):
-        m = Module()
-        nw, rb = self.ways, self.row_bits
-        ent_t = self.entry_layout
-        row_t = data.ArrayLayout(ent_t, nw)
-        res_t = result_layout(self.handle_bits)
-        req_t = request_layout(self.handle_bits)
+    def key(self, payload):
+        ref = payload.ref
+        oor = ref[self.ref_bits:].any() if self.ref_bits < 64 else Const(0)
+        return ref[:self.ref_bits], oor
 
-        m.submodules.mem = mem = Memory(shape=row_t, depth=self.rows, init=[])
-        rd = mem.read_port()
-        wr = mem.write_port()
+    def pre(self, payload):
+        return ~payload.shares.any()        # an INSERT of 0 shares
 
-        def reg(shape, name, init=None):
-            return Signal(shape, name=name) if init is None else Signal(shape, name=name,
-                                                                          init=init)
-
-        # ------------------------------------------------------------ handshake
-        clearing = reg(1, "clearing_r", init=1)
-        clr = reg(rb, "clr_row")
-        sk_valid = reg(1, "skid_valid")
-        adv = Signal()
-        m.d.comb += [adv.eq(~sk_valid), self.i.ready.eq(adv & ~clearing),
-                     self.clearing.eq(clearing), rd.en.eq(adv)]
-        with m.If(clearing):
-            m.d.sync += clr.eq(clr + 1)
-            with m.If(clr == self.rows - 1):
-                m.d.sync += clearing.eq(0)
-
-        # ------------------------------------------------------------ pipeline registers
-        names = range(5)
-        v = [reg(1, f"s{k}_valid") for k in names]
-        rq = [reg(req_t, f"s{k}_req") for k in names]
-        row = [reg(rb, f"s{k}_row") for k in names]
-        oor = [reg(1, f"s{k}_range") for k in names]      # reference out of range
-        zero = [reg(1, f"s{k}_zero") for k in names]      # shares == 0
-        tag = [reg(self.tag_bits, f"s{k}_tag") for k in names]
-        # equality with the operation d ahead, d = 1..4 (row) and 1..2 (reference), as they
-        # were when this operation was in stage 0
-        frow = [{d: reg(1, f"s{k}_row_eq{d}") for d in range(1, 6)} for k in names]
-        fref = [{d: reg(1, f"s{k}_ref_eq{d}") for d in (1, 2)} for k in names]
-        rowd = {k: reg(row_t, f"s{k}_rowdata") for k in (2, 3, 4)}
-        match3, live3 = reg(nw, "s3_match"), reg(nw, "s3_live")
-        hit4, way4 = reg(1, "s4_hit"), reg(nw, "s4_way")          # way one-hot
-        ent4 = reg(ent_t, "s4_entry")
-        live4 = reg(nw, "s4_live")
-        # write-back: the rows written by the two operations that left stage 4 last
-        wb_row, wb_live = reg(row_t, "wb_row"), reg(nw, "wb_live")
-        wb2_row, wb2_live = reg(row_t, "wb2_row"), reg(nw, "wb2_live")
-        # the memory write of the operation that left stage 4 last, one cycle later
-        wb_addr, wb_v, wb_we = reg(rb, "wb_addr"), reg(1, "wb_valid"), reg(1, "wb_we")
-        # the result (hit, entry, way) of the operation that left stage 4 last
-        wb_hit, wb_ent, wb_way = reg(1, "wb_hit"), reg(ent_t, "wb_entry"), reg(nw, "wb_way")
-
-        # ------------------------------------------------------------ stage 0
-        in_row, in_tag = _fold(self.i.payload.ref, self.ref_bits, rb)
-        in_oor = self.i.payload.ref[self.ref_bits:].any() if self.ref_bits < 64 else Const(0)
-        with m.If(adv):
-            m.d.sync += [v[0].eq(self.i.valid & self.i.ready), rq[0].eq(self.i.payload),
-                         row[0].eq(in_row), tag[0].eq(in_tag), oor[0].eq(in_oor),
-                         zero[0].eq(~self.i.payload.shares.any())]
-        m.d.comb += rd.addr.eq(row[0])
-        # flags of stage 0 against stages 1..4 (the operations 1..4 ahead); an operation out
-        # of range changes nothing, so nothing is forwarded from it
-        live_ahead = [v[k] & ~oor[k] for k in names] + [wb_v]
-        rows_ahead = row + [wb_addr]
-        with m.If(adv):
-            for d in range(1, 6):
-                m.d.sync += frow[1][d].eq(live_ahead[d] & (rows_ahead[d] == row[0]))
-            for d in (1, 2):
-                m.d.sync += fref[1][d].eq(live_ahead[d] & (rq[d].ref == rq[0].ref))
-
-        def shift(k):
-            """Stage k-1 -> k registers that travel unchanged."""
-            out = [v[k].eq(v[k - 1]), rq[k].eq(rq[k - 1]), row[k].eq(row[k - 1]),
-                   oor[k].eq(oor[k - 1]), tag[k].eq(tag[k - 1]), zero[k].eq(zero[k - 1])]
-            if k >= 2:
-                out += [frow[k][d].eq(frow[k - 1][d]) for d in range(1, 6)]
-                out += [fref[k][d].eq(fref[k - 1][d]) for d in (1, 2)]
-            return out
-
-        # ------------------------------------------------------------ stage 1
-        with m.If(adv):
-            m.d.sync += shift(1)
-            m.d.sync += shift(2)
-            m.d.sync += rowd[2].eq(Mux(frow[1][4], wb_row, Mux(frow[1][5], wb2_row, rd.data)))
-
-        # ------------------------------------------------------------ stage 2
-        rx = Signal(row_t)
-        m.d.comb += rx.eq(Mux(frow[2][3], wb_row, rowd[2]))
-        with m.If(adv):
-            m.d.sync += shift(3)
-            m.d.sync += rowd[3].eq(rx)
-            for w in range(nw):
-                lv = rx[w].shares.any()
-                m.d.sync += [live3[w].eq(lv), match3[w].eq(lv & (rx[w].tag == tag[2]))]
-
-        # ------------------------------------------------------------ stage 3
-        def onehot_sel(row_v, oh):
-            """The entry of ``row_v`` at the one-hot way ``oh`` (AND-OR, no priority)."""
-            out = Const(0, self.entry_bits)
-            for w in range(nw):
-                out = out | Mux(oh[w], row_v[w].as_value(), 0)
-            return out
-
-        # the operation in stage 4 (its outcome is combinational there)
-        s4_hit, s4_ent, s4_way = Signal(), Signal(ent_t), Signal(nw)
-        with m.If(adv):
-            m.d.sync += shift(4)
-            # the row written by the operation two ahead (now in the write-back register)
-            m.d.sync += [rowd[4].eq(Mux(frow[3][2], wb_row, rowd[3])),
-                         live4.eq(Mux(frow[3][2], wb_live, live3))]
-            with m.If(fref[3][1]):
-                m.d.sync += [hit4.eq(s4_hit), ent4.eq(s4_ent), way4.eq(s4_way)]
-            with m.Elif(fref[3][2]):
-                m.d.sync += [hit4.eq(wb_hit), ent4.eq(wb_ent), way4.eq(wb_way)]
-            with m.Else():
-                m.d.sync += [hit4.eq(match3.any()), ent4.eq(onehot_sel(rowd[3], match3)),
-                             way4.eq(match3)]
-
-        # ------------------------------------------------------------ stage 4
+    def operate(self, m, s):
         # every decision is a few LUTs of registers; only the shares left come from a carry
-        r4 = rq[4]
+        ent_t, nw = self.entry_layout, self.ways
+        r4, hit4, ent4, way4, zero = s.req, s.hit, s.ent, s.way, s.pre[0]
         op = r4.op
-        f_ins, f_find = (op == Op.INSERT) & ~oor[4], (op == Op.FIND) & ~oor[4]
-        f_take = ((op == Op.TAKE) | (op == Op.DELETE)) & ~oor[4]
-        base, base_live = Signal(row_t), Signal(nw)
-        m.d.comb += [base.eq(Mux(frow[4][1], wb_row, rowd[4])),
-                     base_live.eq(Mux(frow[4][1], wb_live, live4))]
-        free = ~base_live
-        ins_oh = Signal(nw)                 # the lowest free way, one-hot
-        m.d.comb += ins_oh.eq(Cat(*[free[w] & ~free[:w].any() if w else free[0]
-                                    for w in range(nw)]))
-        ins_ok = f_ins & ~zero[4] & ~hit4 & free.any()
+        f_ins = (op == Op.INSERT) & ~s.oor
+        f_take = ((op == Op.TAKE) | (op == Op.DELETE)) & ~s.oor
+        ins_ok = f_ins & ~zero & ~hit4 & s.free_any
         take_ok = f_take & hit4
         rem = ent4.shares
         # TAKE: rem - x with its borrow; DELETE takes all
@@ -339,30 +179,23 @@ class OrderTable(wiring.Component):
         # LUT after the borrow
         gone = take_all | (rem == r4.shares)
         ins_ent, take_ent = Signal(ent_t), Signal(ent_t)
-        m.d.comb += [ins_ent.tag.eq(tag[4]), ins_ent.shares.eq(r4.shares),
+        m.d.comb += [ins_ent.tag.eq(s.tag), ins_ent.shares.eq(r4.shares),
                      ins_ent.handle.eq(self.handle_late if self.late_handle else r4.handle),
                      take_ent.eq(ent4), take_ent.shares.eq(left)]
-        wsel = Signal(nw)                   # the way written, one-hot (0: no write)
-        m.d.comb += wsel.eq(Mux(f_ins, Mux(ins_ok, ins_oh, 0), Mux(take_ok, way4, 0)))
-        write = wsel.any()
-        new_row, new_live = Signal(row_t), Signal(nw)
-        for w in range(nw):
-            m.d.comb += [
-                new_row[w].eq(Mux(wsel[w], Mux(f_ins, ins_ent, take_ent), base[w])),
-                new_live[w].eq(Mux(wsel[w], f_ins | ~gone, base_live[w])),
-            ]
-        m.d.comb += [s4_hit.eq(Mux(ins_ok, 1, Mux(take_ok, ~gone, hit4))),
-                     s4_ent.eq(Mux(ins_ok, ins_ent, Mux(take_ok, take_ent, ent4))),
-                     s4_way.eq(Mux(ins_ok, ins_oh, way4))]
+        wsel, wdata = Signal(nw), Signal(ent_t)   # the way written, one-hot (0: no write)
+        m.d.comb += [wsel.eq(Mux(f_ins, Mux(ins_ok, s.free_oh, 0), Mux(take_ok, way4, 0))),
+                     wdata.eq(Mux(f_ins, ins_ent, take_ent))]
+        out_ent = Signal(ent_t)
+        m.d.comb += out_ent.eq(Mux(ins_ok, ins_ent, Mux(take_ok, take_ent, ent4)))
         status = Signal(Status)
-        with m.If(oor[4]):
+        with m.If(s.oor):
             m.d.comb += status.eq(Status.RANGE)
         with m.Elif(op == Op.INSERT):
-            with m.If(zero[4]):
+            with m.If(zero):
                 m.d.comb += status.eq(Status.ZERO)
             with m.Elif(hit4):
                 m.d.comb += status.eq(Status.DUPLICATE)
-            with m.Elif(~free.any()):
+            with m.Elif(~s.free_any):
                 m.d.comb += status.eq(Status.FULL)
             with m.Else():
                 m.d.comb += status.eq(Status.OK)
@@ -370,40 +203,32 @@ class OrderTable(wiring.Component):
             m.d.comb += status.eq(Status.UNKNOWN)
         with m.Else():
             m.d.comb += status.eq(Status.OK)
-        new_ent = Signal(ent_t)
-        m.d.comb += new_ent.eq(s4_ent)
-        go = adv & v[4]
         if self.late_handle:
-            m.d.comb += [self.s4_valid.eq(v[4]), self.s4_ref.eq(r4.ref), self.s4_advance.eq(go)]
-        with m.If(clearing):
-            m.d.comb += [wr.addr.eq(clr), wr.data.eq(0), wr.en.eq(1)]
-        with m.Else():
-            m.d.comb += [wr.addr.eq(wb_addr), wr.data.eq(wb_row), wr.en.eq(wb_we)]
-        m.d.sync += wb_we.eq(0)
-        with m.If(adv):
-            m.d.sync += [wb_addr.eq(row[4]), wb_v.eq(v[4] & ~oor[4]), wb_we.eq(go & write),
-                         wb_row.eq(new_row), wb_live.eq(new_live),
-                         wb2_row.eq(wb_row), wb2_live.eq(wb_live),
-                         wb_hit.eq(s4_hit), wb_ent.eq(s4_ent), wb_way.eq(s4_way)]
-
-        # ------------------------------------------------------------ result + counters
-        res = Signal(res_t)
+            m.d.comb += [self.s4_valid.eq(s.valid), self.s4_ref.eq(r4.ref),
+                         self.s4_advance.eq(s.go)]
+        res = Signal(result_layout(self.handle_bits))
         is_take = (op == Op.TAKE) | (op == Op.DELETE)
         ok = status == Status.OK
         m.d.comb += [res.status.eq(status), res.op.eq(op), res.ref.eq(r4.ref),
                      res.taken.eq(Mux(ok & is_take, taken, 0)),
-                     res.remaining.eq(Mux(ok, new_ent.shares, 0)),
-                     res.handle.eq(Mux(ok, new_ent.handle, 0)),
+                     res.remaining.eq(Mux(ok, out_ent.shares, 0)),
+                     res.handle.eq(Mux(ok, out_ent.handle, 0)),
                      res.over.eq(ok & over)]
-        skid_output(m, self.o, res, go, sk_valid)
+        return SimpleNamespace(
+            wsel=wsel, wdata=wdata, wlive=f_ins | ~gone,
+            hit=Mux(ins_ok, 1, Mux(take_ok, ~gone, hit4)), ent=out_ent,
+            way=Mux(ins_ok, s.free_oh, way4), result=res,
+            status=status, ok=ok, is_take=is_take, gone=gone)
 
+    def counters(self, m, s, op):
         # counters one cycle later, from registered events (off the stage-4 paths)
-        c_full, c_range = reg(1, "c_full"), reg(1, "c_range")
-        c_up, c_dn = reg(1, "c_live_up"), reg(1, "c_live_dn")
-        m.d.sync += [c_full.eq(go & (status == Status.FULL)),
-                     c_range.eq(go & (status == Status.RANGE)),
-                     c_up.eq(go & ok & (op == Op.INSERT)),
-                     c_dn.eq(go & ok & is_take & gone)]
+        go, kind = s.go, s.req.op
+        c_full, c_range = Signal(name="c_full"), Signal(name="c_range")
+        c_up, c_dn = Signal(name="c_live_up"), Signal(name="c_live_dn")
+        m.d.sync += [c_full.eq(go & (op.status == Status.FULL)),
+                     c_range.eq(go & (op.status == Status.RANGE)),
+                     c_up.eq(go & op.ok & (kind == Op.INSERT)),
+                     c_dn.eq(go & op.ok & op.is_take & op.gone)]
         with m.If(c_full):
             m.d.sync += self.table_full.eq(self.table_full + 1)
         with m.If(c_range):
@@ -412,4 +237,3 @@ class OrderTable(wiring.Component):
             m.d.sync += self.live.eq(self.live + 1)
         with m.Elif(c_dn & ~c_up):
             m.d.sync += self.live.eq(self.live - 1)
-        return m

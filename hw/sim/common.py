@@ -416,6 +416,8 @@ DUTS = {
     "book": ("order_book", _factory("book", "OrderBook"), "hftaccel.sim.test_book"),
     "order_table": ("order_table", _factory("order_table", "OrderTable"),
                     "hftaccel.sim.test_order_table"),
+    "level_table": ("level_table", _factory("level_table", "LevelTable"),
+                    "hftaccel.sim.test_level_table"),
     "top_levels": ("top_levels", _factory("top_levels", "TopLevels"),
                    "hftaccel.sim.test_top_levels"),
     "features": ("feature_engine", _factory("features", "FeatureEngine"),

@@ -24,10 +24,12 @@ REPO = Path(__file__).resolve().parents[2]
 CORE_MHZ = 156.25
 #: (stage, configuration) built in CI: the stages of the timing-closure issue in their board
 #: configurations (the risk gate with 256 locates and a 16-order throttle ring: ~3.5 min of
-#: place and route), and the block-RAM book's order table (16,384 orders, 64 EBR).
+#: place and route), and the block-RAM book's order table (16,384 orders, 64 EBR) and price
+#: level table (8,192 levels, 36 EBR), ~2 min of place and route each.
 CI_STAGES = [("eth", "default"), ("moldudp64", "default"), ("itch", "default"),
              ("risk", "default"), ("ouch", "default"), ("csr", "default"),
-             ("lookup", "default"), ("meter", "default"), ("order_table", "default")]
+             ("lookup", "default"), ("meter", "default"), ("order_table", "default"),
+             ("level_table", "default")]
 
 
 def _have_tools():
