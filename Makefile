@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 PYTEST_ARGS ?= -n auto
 
-.PHONY: demo test bench sim sim-deps clean distclean venv
+.PHONY: demo test bench sim sim-deps formal fuzz clean distclean venv
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "hftaccel needs Python >= 3.11"'
@@ -58,6 +58,16 @@ bench: $(VENV)/.stamp-test
 # full AMZN day through the whole RTL pipeline (writes build/sim/latency.json).
 sim: $(VENV)/.stamp-test sim-deps
 	$(BIN)/python -m pytest tests/rtl -m sim $(PYTEST_ARGS)
+
+# Every SymbiYosys proof at its full bound (make test runs the quick ones); writes
+# build/formal/formal.json.
+formal: $(VENV)/.stamp-test
+	$(BIN)/python hw/formal/run.py
+
+# Coverage-guided fuzzing campaigns of every decoder (atheris, >= 1M executions per harness,
+# hours on 2 cores); writes build/fuzz/campaign.json. Crashes go to build/fuzz/<harness>/.
+fuzz: $(VENV)/.stamp-test
+	nice -n 19 $(BIN)/python scripts/fuzz.py run
 
 clean:
 	rm -rf build out .pytest_cache .hypothesis

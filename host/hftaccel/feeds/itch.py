@@ -133,7 +133,7 @@ def empty(mtype: str, n: int = 0) -> np.ndarray:
 @numba.njit(cache=True)
 def _scan(buf, expected):  # pragma: no cover - compiled
     n = buf.shape[0]
-    cap = n // 3 + 2
+    cap = n // 2 + 2           # a zero-length message takes only its 2-byte length
     offsets = np.empty(cap, np.int64)
     lengths = np.empty(cap, np.int64)
     status = np.empty(cap, np.int8)
@@ -198,9 +198,12 @@ def _extract_events(buf, offsets, seqs, fields, out):  # pragma: no cover - comp
         e.timestamp = _be(buf, p + _TIMESTAMP_OFFSET, 6)
         e.seq = seqs[i]
         e.order_ref = _be(buf, p + f[_EV_REF], 8)
-        e.new_order_ref = _be(buf, p + f[_EV_NEWREF], 8) if f[_EV_NEWREF] >= 0 else 0
-        e.shares = _be(buf, p + f[_EV_SHARES], 4) if f[_EV_SHARES] >= 0 else 0
-        e.price = _be(buf, p + f[_EV_PRICE], 4) if f[_EV_PRICE] >= 0 else 0
+        # the else values are uint64 too: Numba unifies uint64 with int64 as float64, which
+        # would round an 8-byte reference above 2**53
+        zero = np.uint64(0)
+        e.new_order_ref = _be(buf, p + f[_EV_NEWREF], 8) if f[_EV_NEWREF] >= 0 else zero
+        e.shares = _be(buf, p + f[_EV_SHARES], 4) if f[_EV_SHARES] >= 0 else zero
+        e.price = _be(buf, p + f[_EV_PRICE], 4) if f[_EV_PRICE] >= 0 else zero
         e.stock_locate = _be(buf, p + _LOCATE_OFFSET, 2)
         e.msg_type = t
         e.side = buf[p + f[_EV_SIDE]] if f[_EV_SIDE] >= 0 else 0

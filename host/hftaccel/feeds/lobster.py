@@ -606,9 +606,19 @@ def to_itch(messages: np.ndarray, orderbook: np.ndarray | None = None, *, stock:
     if bad_halt.any():
         i = int(np.flatnonzero(bad_halt)[0])
         raise ValueError(f"row {i}: halt indicator price {msgs['price'][i]} is not -1, 0 or 1")
-    adds = msgs["order_id"][typ == 1]
+    late = msgs["time_ns"] >= np.uint64(1 << 48)
+    if late.any():
+        i = int(np.flatnonzero(late)[0])
+        raise ValueError(f"row {i}: time {msgs['time_ns'][i]} ns does not fit the 6-byte ITCH "
+                         f"timestamp (< 2**48 ns after midnight)")
+    add_rows = np.flatnonzero(typ == 1)
+    adds = msgs["order_id"][add_rows]
     if np.unique(adds).shape[0] != adds.shape[0]:
-        raise ValueError("a LOBSTER order id is submitted twice")
+        order = np.argsort(adds, kind="stable")
+        dup = order[1:][adds[order][1:] == adds[order][:-1]]
+        i = int(add_rows[dup.min()])
+        raise ValueError(f"row {i}: LOBSTER order id {int(msgs['order_id'][i])} is submitted "
+                         f"twice")
 
     n = msgs.shape[0]
     max_id = int(msgs["order_id"].max()) if n else 0

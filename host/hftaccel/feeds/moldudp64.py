@@ -87,6 +87,7 @@ _ST_NON_IPV4, _ST_NON_UDP, _ST_FRAGMENT, _ST_DST_IP, _ST_PORT = 10, 11, 12, 13, 
 _ST_ERROR = 20
 (_ST_TRUNC_ETH, _ST_TRUNC_IP, _ST_BAD_IP, _ST_TRUNC_UDP, _ST_BAD_UDP_LEN, _ST_MOLD_SHORT,
  _ST_OVERRUN, _ST_TRAILING) = range(20, 28)
+_ST_SEQ_WRAP = 28
 
 _REASONS = {
     _ST_NON_IPV4: "non_ipv4",
@@ -102,6 +103,7 @@ _REASONS = {
     _ST_MOLD_SHORT: "moldudp64_short_header",
     _ST_OVERRUN: "moldudp64_block_overrun",
     _ST_TRAILING: "moldudp64_trailing_bytes",
+    _ST_SEQ_WRAP: "moldudp64_sequence_wrap",
 }
 _DESCRIPTIONS = {
     _ST_TRUNC_ETH: "Ethernet/VLAN header cut short",
@@ -113,6 +115,7 @@ _DESCRIPTIONS = {
     _ST_OVERRUN: "MoldUDP64 message blocks overrun the UDP payload (Message Count too large "
                  "or a Message Length too long)",
     _ST_TRAILING: "bytes left in the UDP payload after Message Count message blocks",
+    _ST_SEQ_WRAP: "Sequence Number + Message Count runs past 2**64 - 1",
 }
 
 
@@ -274,6 +277,9 @@ def _read_pcap(buf, source, lenient) -> CaptureFrames:
         raise MoldError(f"{source}: not a pcap/pcapng file (magic 0x{magic:08x} at byte 0)",
                         source=source, frame_index=None, offset=0)
     nano = magic in (dpkt.pcap.TCPDUMP_MAGIC_NANO, dpkt.pcap.PMUDPCT_MAGIC_NANO)
+    if fh.linktype > 0x7FFFFFFF:    # LINKTYPE_* and the FCS bits above it fit 31 bits
+        raise MoldError(f"{source}: pcap file header link type 0x{fh.linktype:08x} is not a "
+                        f"link type (byte 20)", source=source, frame_index=None, offset=20)
     e = np.zeros(0, np.int64)
     n, bad = _walk_pcap(buf, hdr_len, big, False, e, e, e, e, e)
     sec, frac, off, caplen, wirelen = (np.empty(n, np.int64) for _ in range(5))
@@ -346,22 +352,50 @@ def _walk_pcapng(buf, pos, big, count_only, k, off, caplen, wirelen, ticks, ifac
     return k, pos, _NG_EOF, spb
 
 
-def _ticks_to_ns(ticks: np.ndarray, resol: int, tsoff: int) -> np.ndarray:
-    """pcapng ticks -> ns since the epoch for an ``if_tsresol`` byte (MSB 0: 10**-v s,
-    MSB 1: 2**-v s) and an ``if_tsoffset`` in seconds."""
+def _tick_ns(t: int, resol: int, tsoff: int) -> int:
+    """One pcapng tick count -> ns since the epoch, exactly (see :func:`_ticks_to_ns`)."""
     v = resol & 0x7F
     if resol & 0x80:
-        ns = np.array([(int(t) * 1_000_000_000) >> v for t in ticks.tolist()], np.int64)
-    elif v <= 9:
-        ns = ticks.astype(np.int64) * 10 ** (9 - v)
+        ns = (t * 1_000_000_000) >> v
     else:
+        ns = t * 10 ** (9 - v) if v <= 9 else t // 10 ** (v - 9)
+    return ns + tsoff * 1_000_000_000
+
+
+def _ticks_to_ns(ticks: np.ndarray, resol: int, tsoff: int) -> np.ndarray | None:
+    """pcapng ticks -> ns since the epoch for an ``if_tsresol`` byte (MSB 0: 10**-v s,
+    MSB 1: 2**-v s) and an ``if_tsoffset`` in seconds; None when a time does not fit int64."""
+    if not ticks.shape[0]:
+        return np.zeros(0, np.int64)
+    # the map is monotonic in the tick count: the extremes tell whether every time fits
+    if not all(-(1 << 63) <= _tick_ns(int(t), resol, tsoff) < 1 << 63
+               for t in (ticks.min(), ticks.max())):
+        return None
+    v = resol & 0x7F
+    if resol & 0x80 or abs(tsoff) >= 1 << 32:
+        return np.array([_tick_ns(t, resol, tsoff) for t in ticks.tolist()], np.int64)
+    if v <= 9:
+        ns = ticks.astype(np.int64) * 10 ** (9 - v)
+    elif v - 9 < 20:
         ns = (ticks // np.uint64(10 ** (v - 9))).astype(np.int64)
+    else:                       # 10**20 > 2**64: every count is 0 ticks of a whole ns
+        ns = np.zeros(ticks.shape[0], np.int64)
     return ns + tsoff * 1_000_000_000
 
 
 def _resol_is_nano(resol: int) -> bool:
     v = resol & 0x7F
     return 2 ** v >= 1_000_000_000 if resol & 0x80 else v >= 9
+
+
+def _ng_parse(cls, block: bytes, source: str, pos: int):
+    """A pcapng Section Header / Interface Description Block parsed by dpkt; one dpkt refuses
+    is a MoldError naming its byte offset."""
+    try:
+        return cls(block)
+    except (dpkt.UnpackError, dpkt.NeedData, struct.error, UnicodeDecodeError) as exc:
+        raise MoldError(f"{source}: bad pcapng {cls.__name__}: {exc} (byte {pos})",
+                        source=source, frame_index=None, offset=pos) from None
 
 
 def _read_pcapng(buf, source, lenient) -> CaptureFrames:
@@ -417,21 +451,28 @@ def _read_pcapng(buf, source, lenient) -> CaptureFrames:
             break
         block = bytes(buf[pos:pos + blen])
         if _u32(buf, pos, big) == pc.PCAPNG_BT_SHB:
-            shb = (pc.SectionHeaderBlock if big else pc.SectionHeaderBlockLE)(block)
+            shb = _ng_parse(pc.SectionHeaderBlock if big else pc.SectionHeaderBlockLE, block,
+                            source, pos)
             if shb.v_major != pc.PCAPNG_VERSION_MAJOR:
                 raise MoldError(f"{source}: pcapng version {shb.v_major}.{shb.v_minor} "
                                 f"not supported (byte {pos})", source=source,
                                 frame_index=None, offset=pos)
             section = []
         else:
-            idb = (pc.InterfaceDescriptionBlock if big else pc.InterfaceDescriptionBlockLE)(
-                block)
+            idb = _ng_parse(pc.InterfaceDescriptionBlock if big else
+                            pc.InterfaceDescriptionBlockLE, block, source, pos)
             resol, tsoff = 6, 0
             for opt in idb.opts:
-                if opt.code == pc.PCAPNG_OPT_IF_TSRESOL:
-                    resol = opt.data[0]
-                elif opt.code == pc.PCAPNG_OPT_IF_TSOFFSET:
-                    tsoff = struct.unpack((">" if big else "<") + "q", opt.data[:8])[0]
+                if opt.code in (pc.PCAPNG_OPT_IF_TSRESOL, pc.PCAPNG_OPT_IF_TSOFFSET):
+                    size = 1 if opt.code == pc.PCAPNG_OPT_IF_TSRESOL else 8
+                    if len(opt.data) != size:
+                        raise MoldError(f"{source}: pcapng interface option {opt.code} has "
+                                        f"{len(opt.data)} bytes, not {size} (byte {pos})",
+                                        source=source, frame_index=None, offset=pos)
+                    if size == 1:
+                        resol = opt.data[0]
+                    else:
+                        tsoff = struct.unpack((">" if big else "<") + "q", opt.data)[0]
             section.append(len(gifaces))
             gifaces.append((idb.linktype, resol, tsoff))
         pos += blen
@@ -442,7 +483,14 @@ def _read_pcapng(buf, source, lenient) -> CaptureFrames:
     for g in used.tolist():
         sel = iface == g
         lt, resol, tsoff = gifaces[g]
-        time_ns[sel] = _ticks_to_ns(ticks[sel], resol, tsoff)
+        t = _ticks_to_ns(ticks[sel], resol, tsoff)
+        if t is None:
+            bad = int(off[np.flatnonzero(sel)[0]]) - 28
+            raise MoldError(f"{source}: pcapng timestamps of interface {g} (if_tsresol "
+                            f"0x{resol:02x}, if_tsoffset {tsoff} s) do not fit int64 ns since "
+                            f"the epoch (first packet block at byte {bad})", source=source,
+                            frame_index=None, offset=bad)
+        time_ns[sel] = t
         linktype[sel] = lt
     nano = all(_resol_is_nano(gifaces[g][1]) for g in (used.tolist() if k else
                                                        range(len(gifaces))))
@@ -551,6 +599,8 @@ def _parse_frames(buf, off, caplen, udp_port, dst_ip, status, pay_off, seq, coun
                     break
         if status[i] < _ST_SKIP and b != mend:
             status[i] = _ST_TRAILING
+        if status[i] == _ST_DATA and s > np.uint64(0xFFFFFFFFFFFFFFFF) - np.uint64(cnt):
+            status[i] = _ST_SEQ_WRAP
 
 
 @numba.njit(cache=True)
