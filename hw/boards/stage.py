@@ -140,6 +140,18 @@ STAGES = {
                              "small": {"slots": 16, "depth": 8, "window": 12}},
                             "best-level windows of the EBR book "
                             "(hftaccel.rtl.top_levels.TopLevels)"),
+    "ebr_book": StageSpec(_component("ebr_book:EbrBook"),
+                          {"default": {"slots": 256, "locates": 16384, "order_rows": 4096,
+                                       "order_ways": 4, "level_rows": 2048, "level_ways": 4,
+                                       "window": 12},
+                           "lean": {"slots": 64, "locates": 16384, "order_rows": 1024,
+                                    "order_ways": 4, "level_rows": 512, "level_ways": 4,
+                                    "window": 12},
+                           "small": {"slots": 16, "locates": 1024, "order_rows": 256,
+                                     "order_ways": 4, "level_rows": 64, "level_ways": 4,
+                                     "window": 12}},
+                          "order book in block RAM: locate table, order table, level table, "
+                          "best-level windows (hftaccel.rtl.ebr_book.EbrBook)"),
     "features": StageSpec(_component("features:FeatureEngine"),
                           {"default": {"depth": 8, "n_symbols": 1, "latency": 5}},
                           "microstructure features (hftaccel.rtl.features.FeatureEngine)"),

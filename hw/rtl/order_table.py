@@ -32,13 +32,13 @@ After reset the table is cleared, one row a cycle, ``rows`` cycles with ``i.read
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Const, Mux, Signal
+from amaranth.hdl import Cat, Const, Mux, Signal
 from amaranth.lib import data, enum, stream
 from amaranth.lib.wiring import In, Out
 
 from .hash_table import HashTable, fold_row
 
-__all__ = ["Op", "Status", "order_row", "request_layout", "result_layout", "OrderTable"]
+__all__ = ["Op", "Status", "Link", "order_row", "request_layout", "result_layout", "OrderTable"]
 
 
 class Op(enum.Enum, shape=2):
@@ -57,6 +57,21 @@ class Status(enum.Enum, shape=3):
     UNKNOWN = 3     #: TAKE / DELETE / FIND of a reference not live: nothing changed
     RANGE = 4       #: reference at or above ``2**ref_bits``: refused, counted (``ref_range``)
     ZERO = 5        #: INSERT of 0 shares (not an order; the book rejects it first): nothing changed
+    CANCELLED = 6   #: a linked request whose condition on the request before it failed
+
+
+class Link(enum.Enum, shape=2):
+    """How a request depends on the request accepted just before it (``linked`` builds): the
+    two or three requests of one ITCH Order Replace (U), which must change nothing when the
+    new reference is live (the golden book's ``duplicate_order``) or cannot be stored."""
+    NONE = 0
+    #: DELETE of the original, after a FIND of the new reference: cancelled (``CANCELLED``,
+    #: nothing changed) when that reference was live or its row had no free way; an
+    #: original that is not live is still ``UNKNOWN``
+    AFTER_FIND = 1
+    #: INSERT of the new reference, after the DELETE of the original: cancelled unless that
+    #: DELETE was ``OK``; the handle's bits from ``link_keep`` up are the original's
+    AFTER_DELETE = 2
 
 
 def order_row(ref: int, rows: int, ref_bits: int = 39) -> int:
@@ -66,20 +81,25 @@ def order_row(ref: int, rows: int, ref_bits: int = 39) -> int:
     return fold_row(ref, rows, ref_bits)
 
 
-def request_layout(handle_bits: int = 13) -> data.StructLayout:
+def request_layout(handle_bits: int = 13, linked: bool = False,
+                   ctx_bits: int = 0) -> data.StructLayout:
     """Request: ``op`` (:class:`Op`), ``ref`` (order reference number, 64 bits), ``shares``
-    (INSERT: the order's shares; TAKE: shares to take), ``handle`` (INSERT only)."""
-    return data.StructLayout({"op": Op, "ref": 64, "shares": 32, "handle": handle_bits})
+    (INSERT: the order's shares; TAKE: shares to take), ``handle`` (INSERT only); with
+    ``linked``, ``link`` (:class:`Link`); ``ctx`` (``ctx_bits`` of the caller's, passed to the
+    result)."""
+    return data.StructLayout({"op": Op, "ref": 64, "shares": 32, "handle": handle_bits,
+                              **({"link": Link} if linked else {}), "ctx": ctx_bits})
 
 
-def result_layout(handle_bits: int = 13) -> data.StructLayout:
+def result_layout(handle_bits: int = 13, ctx_bits: int = 0) -> data.StructLayout:
     """Result, one per request, in order: ``status`` (:class:`Status`), ``op`` and ``ref``
     of the request, ``taken`` (shares taken off the order: TAKE, DELETE), ``remaining``
     (shares left on the order after the operation; 0 when it is gone), ``handle`` (of the
     order acted on: inserted, taken or found), ``over`` (TAKE of more than the remaining
-    shares: all were taken)."""
+    shares: all were taken), ``ctx`` of the request."""
     return data.StructLayout({"status": Status, "op": Op, "ref": 64, "taken": 32,
-                              "remaining": 32, "handle": handle_bits, "over": 1})
+                              "remaining": 32, "handle": handle_bits, "over": 1,
+                              "ctx": ctx_bits})
 
 
 class OrderTable(HashTable):
@@ -101,6 +121,16 @@ class OrderTable(HashTable):
         stalls: it is sampled on the edge where ``s4_advance`` is high). The book's level
         index runs beside the table and decides the level handle of an add in its own stage
         4, the same cycle [False].
+    linked : bool
+        Requests carry a ``link`` (:class:`Link`) on the request before them: the order
+        replace (U) of the book as FIND new, DELETE original, INSERT new (or DELETE, INSERT
+        when the new reference is the original's), all or nothing [False].
+    link_keep : int
+        ``Link.AFTER_DELETE``: handle bits below this come from the request, the rest from the
+        original order [32: the book's handle is price | side << 32 | slot << 33, and a
+        replace keeps side and symbol].
+    ctx_bits : int
+        Width of the caller's context passed from request to result [0].
 
     Attributes
     ----------
@@ -127,7 +157,8 @@ class OrderTable(HashTable):
     """
 
     def __init__(self, *, rows: int = 4096, ways: int = 4, ref_bits: int = 39,
-                 handle_bits: int = 13, late_handle: bool = False):
+                 handle_bits: int = 13, late_handle: bool = False, linked: bool = False,
+                 link_keep: int = 32, ctx_bits: int = 0):
         rb = rows.bit_length() - 1 if isinstance(rows, int) else 0
         if not isinstance(ref_bits, int) or not rb < ref_bits <= 64:
             raise ValueError(f"ref_bits must be in {rb + 1}..64, not {ref_bits!r}")
@@ -135,6 +166,12 @@ class OrderTable(HashTable):
             raise ValueError(f"handle_bits must be a positive integer, not {handle_bits!r}")
         self.ref_bits, self.handle_bits = ref_bits, handle_bits
         self.late_handle = bool(late_handle)
+        self.linked = bool(linked)
+        if self.linked and not (isinstance(link_keep, int) and 0 <= link_keep <= handle_bits):
+            raise ValueError(f"link_keep must be in 0..{handle_bits}, not {link_keep!r}")
+        if not isinstance(ctx_bits, int) or ctx_bits < 0:
+            raise ValueError(f"ctx_bits must be a non-negative integer, not {ctx_bits!r}")
+        self.link_keep, self.ctx_bits = link_keep, ctx_bits
         late = {"handle_late": In(handle_bits), "s4_valid": Out(1), "s4_ref": Out(64),
                 "s4_advance": Out(1)} if self.late_handle else {}
         super().__init__(
@@ -142,8 +179,8 @@ class OrderTable(HashTable):
             fields={"shares": 32, "handle": handle_bits},
             signature={
                 **late,
-                "i": In(stream.Signature(request_layout(handle_bits))),
-                "o": Out(stream.Signature(result_layout(handle_bits))),
+                "i": In(stream.Signature(request_layout(handle_bits, self.linked, ctx_bits))),
+                "o": Out(stream.Signature(result_layout(handle_bits, ctx_bits))),
                 "live": Out(range(rows * ways + 1)),
                 "table_full": Out(32),
                 "ref_range": Out(32),
@@ -165,8 +202,17 @@ class OrderTable(HashTable):
         op = r4.op
         f_ins = (op == Op.INSERT) & ~s.oor
         f_take = ((op == Op.TAKE) | (op == Op.DELETE)) & ~s.oor
-        ins_ok = f_ins & ~zero & ~hit4 & s.free_any
-        take_ok = f_take & hit4
+        cancel = Const(0)
+        if self.linked:
+            # the request that left stage 4 last: its status, whether its key was live and
+            # its row had a free way, its handle (registers, so off the stage-4 paths)
+            p_ok, p_hit = Signal(name="prev_ok"), Signal(name="prev_hit")
+            p_free, p_handle = Signal(name="prev_free"), Signal(self.handle_bits,
+                                                                name="prev_handle")
+            after_find, after_del = r4.link == Link.AFTER_FIND, r4.link == Link.AFTER_DELETE
+            cancel = (after_find & (p_hit | ~p_free)) | (after_del & ~p_ok)
+        ins_ok = f_ins & ~cancel & ~zero & ~hit4 & s.free_any
+        take_ok = f_take & ~cancel & hit4
         rem = ent4.shares
         # TAKE: rem - x with its borrow; DELETE takes all
         diff = Signal(33)
@@ -179,8 +225,12 @@ class OrderTable(HashTable):
         # LUT after the borrow
         gone = take_all | (rem == r4.shares)
         ins_ent, take_ent = Signal(ent_t), Signal(ent_t)
+        handle = self.handle_late if self.late_handle else r4.handle
+        if self.linked and self.link_keep < self.handle_bits:
+            kp = self.link_keep
+            handle = Mux(after_del, Cat(r4.handle[:kp], p_handle[kp:]), handle)
         m.d.comb += [ins_ent.tag.eq(s.tag), ins_ent.shares.eq(r4.shares),
-                     ins_ent.handle.eq(self.handle_late if self.late_handle else r4.handle),
+                     ins_ent.handle.eq(handle),
                      take_ent.eq(ent4), take_ent.shares.eq(left)]
         wsel, wdata = Signal(nw), Signal(ent_t)   # the way written, one-hot (0: no write)
         m.d.comb += [wsel.eq(Mux(f_ins, Mux(ins_ok, s.free_oh, 0), Mux(take_ok, way4, 0))),
@@ -190,6 +240,8 @@ class OrderTable(HashTable):
         status = Signal(Status)
         with m.If(s.oor):
             m.d.comb += status.eq(Status.RANGE)
+        with m.Elif(cancel & ((op == Op.INSERT) | hit4)):
+            m.d.comb += status.eq(Status.CANCELLED)
         with m.Elif(op == Op.INSERT):
             with m.If(zero):
                 m.d.comb += status.eq(Status.ZERO)
@@ -206,14 +258,18 @@ class OrderTable(HashTable):
         if self.late_handle:
             m.d.comb += [self.s4_valid.eq(s.valid), self.s4_ref.eq(r4.ref),
                          self.s4_advance.eq(s.go)]
-        res = Signal(result_layout(self.handle_bits))
+        res = Signal(result_layout(self.handle_bits, self.ctx_bits))
         is_take = (op == Op.TAKE) | (op == Op.DELETE)
         ok = status == Status.OK
         m.d.comb += [res.status.eq(status), res.op.eq(op), res.ref.eq(r4.ref),
                      res.taken.eq(Mux(ok & is_take, taken, 0)),
                      res.remaining.eq(Mux(ok, out_ent.shares, 0)),
                      res.handle.eq(Mux(ok, out_ent.handle, 0)),
-                     res.over.eq(ok & over)]
+                     res.over.eq(ok & over), res.ctx.eq(r4.ctx)]
+        if self.linked:
+            with m.If(s.go):
+                m.d.sync += [p_ok.eq(ok), p_hit.eq(hit4 & ~s.oor),
+                             p_free.eq(s.free_any & ~s.oor), p_handle.eq(res.handle)]
         return SimpleNamespace(
             wsel=wsel, wdata=wdata, wlive=f_ins | ~gone,
             hit=Mux(ins_ok, 1, Mux(take_ok, ~gone, hit4)), ent=out_ent,

@@ -47,29 +47,34 @@ from .stream import skid_output
 __all__ = ["change_layout", "levels_layout", "TopLevels"]
 
 
-def change_layout(slot_bits: int, orders_bits: int = 16) -> data.StructLayout:
+def change_layout(slot_bits: int, orders_bits: int = 16, ctx_bits: int = 0) -> data.StructLayout:
     """A level change: ``slot`` (symbol slot), ``side`` (0 bid, 1 ask), ``price`` (1/10,000 USD,
     ITCH Price(4)), ``shares`` (the level's aggregate, saturated at 2**32 - 1), ``orders`` (the
     level's order count; 0: the level is gone), ``new`` (the level was just created),
-    ``refill`` (the bottom's best level, sent after ``refill`` asked for it)."""
+    ``refill`` (the bottom's best level, sent after ``refill`` asked for it), ``nop`` (no
+    change: only the slot's levels are output, e.g. for a record of an unchanged book), ``ctx``
+    (``ctx_bits`` of the caller's, passed to the output)."""
     return data.StructLayout({"slot": slot_bits, "side": 1, "price": 32, "shares": 32,
-                              "orders": orders_bits, "new": 1, "refill": 1})
+                              "orders": orders_bits, "new": 1, "refill": 1, "nop": 1,
+                              "ctx": ctx_bits})
 
 
-def levels_layout(slot_bits: int, depth: int, orders_bits: int = 16) -> data.StructLayout:
+def levels_layout(slot_bits: int, depth: int, orders_bits: int = 16,
+                  ctx_bits: int = 0) -> data.StructLayout:
     """Output after each change: ``slot``; the first ``depth`` levels of each side
     (``bid_price`` ... ``ask_orders``, arrays of ``depth``, zero beyond the last level);
     ``evicted`` / ``to_bottom`` (a level went to the bottom: the window's former worst, or the
     new level itself) with ``bottom_price``, ``bottom_shares``, ``bottom_orders``; ``refill``
     (the side lost a window level while its bottom is not empty); ``short`` (the side holds
-    fewer than ``depth`` levels while its bottom is not empty: the record is not exact)."""
+    fewer than ``depth`` levels while its bottom is not empty: the record is not exact), ``ctx``
+    of the change."""
     arr = lambda w: data.ArrayLayout(w, depth)  # noqa: E731
     return data.StructLayout({
         "slot": slot_bits, "side": 1,
         "bid_price": arr(32), "bid_shares": arr(32), "bid_orders": arr(orders_bits),
         "ask_price": arr(32), "ask_shares": arr(32), "ask_orders": arr(orders_bits),
         "evicted": 1, "to_bottom": 1, "bottom_price": 32, "bottom_shares": 32,
-        "bottom_orders": orders_bits, "refill": 1, "short": 1})
+        "bottom_orders": orders_bits, "refill": 1, "short": 1, "ctx": ctx_bits})
 
 
 class TopLevels(wiring.Component):
@@ -87,6 +92,8 @@ class TopLevels(wiring.Component):
         Width of a level's order count [16].
     bottom_bits : int
         Width of the per-side count of levels beyond the window [14].
+    ctx_bits : int
+        Width of the caller's context passed from change to output [0].
 
     Attributes
     ----------
@@ -107,7 +114,7 @@ class TopLevels(wiring.Component):
     ii = 1
 
     def __init__(self, *, slots: int = 256, depth: int = 8, window: int = 12,
-                 orders_bits: int = 16, bottom_bits: int = 14):
+                 orders_bits: int = 16, bottom_bits: int = 14, ctx_bits: int = 0):
         if not isinstance(slots, int) or slots < 2 or slots & (slots - 1):
             raise ValueError(f"slots must be a power of two >= 2, not {slots!r}")
         if not isinstance(depth, int) or depth < 1:
@@ -115,15 +122,16 @@ class TopLevels(wiring.Component):
         if not isinstance(window, int) or window < depth:
             raise ValueError(f"window must be an integer >= depth ({depth}), not {window!r}")
         self.slots, self.depth, self.window = slots, depth, window
-        self.orders_bits, self.bottom_bits = orders_bits, bottom_bits
+        self.orders_bits, self.bottom_bits, self.ctx_bits = orders_bits, bottom_bits, ctx_bits
         self.slot_bits = slots.bit_length() - 1
         self.entry_layout = data.StructLayout({"price": 32, "shares": 32, "orders": orders_bits})
         self.side_layout = data.StructLayout({
             "lv": data.ArrayLayout(self.entry_layout, window), "bottom": bottom_bits})
         self.row_layout = data.ArrayLayout(self.side_layout, 2)
         super().__init__({
-            "i": In(stream.Signature(change_layout(self.slot_bits, orders_bits))),
-            "o": Out(stream.Signature(levels_layout(self.slot_bits, depth, orders_bits))),
+            "i": In(stream.Signature(change_layout(self.slot_bits, orders_bits, ctx_bits))),
+            "o": Out(stream.Signature(levels_layout(self.slot_bits, depth, orders_bits,
+                                                    ctx_bits))),
             "clearing": Out(1),
         })
 
@@ -131,8 +139,8 @@ class TopLevels(wiring.Component):
         m = Module()
         nw, sb = self.window, self.slot_bits
         row_t, side_t, ent_t = self.row_layout, self.side_layout, self.entry_layout
-        chg_t = change_layout(sb, self.orders_bits)
-        out_t = levels_layout(sb, self.depth, self.orders_bits)
+        chg_t = change_layout(sb, self.orders_bits, self.ctx_bits)
+        out_t = levels_layout(sb, self.depth, self.orders_bits, self.ctx_bits)
 
         m.submodules.mem = mem = Memory(shape=row_t, depth=self.slots, init=[])
         rd = mem.read_port()
@@ -207,13 +215,14 @@ class TopLevels(wiring.Component):
         ch = c[3]
         cur = Signal(side_t)
         m.d.comb += cur.eq(Mux(ch.side, rowd[3][1], rowd[3][0]))
-        present = eq3.any()
+        act = ~ch.nop
+        present = eq3.any() & act
         full = vl3[nw - 1]
         gone = ~ch.orders.any()
         bottom_nz = cur.bottom.any()
         upd = present & ~gone                   # in-place update of entry q
         rem = present & gone                    # entry q leaves, the rest moves up
-        new_lv = ~present & ~gone & (ch.new | ch.refill)
+        new_lv = act & ~present & ~gone & (ch.new | ch.refill)
         # the new level belongs inside the window: some live entry is not better than it
         inside = (vl3 & ~bt3).any()
         # inserted at the first entry not better than it: a refill (the bottom's best, to the
@@ -239,7 +248,7 @@ class TopLevels(wiring.Component):
         # bottom count: +1 when a level goes there, -1 when a refill takes one or a bottom
         # level is gone
         b_up = to_bottom | evicted
-        b_dn = ch.refill | (~present & gone & ~ch.new)
+        b_dn = act & (ch.refill | (~present & gone & ~ch.new))
         m.d.comb += side_new.bottom.eq(Mux(b_up & ~b_dn, cur.bottom + 1,
                                            Mux(b_dn & ~b_up, cur.bottom - 1, cur.bottom)))
         m.d.comb += new_row.eq(rowd[3])
@@ -268,7 +277,7 @@ class TopLevels(wiring.Component):
                                               Mux(to_bottom, ch.shares, 0))),
                      res.bottom_orders.eq(Mux(evicted, worst.orders,
                                               Mux(to_bottom, ch.orders, 0))),
-                     res.refill.eq(refill_q)]
+                     res.refill.eq(refill_q), res.ctx.eq(ch.ctx)]
         short = Const(0)
         for s, name in ((0, "bid"), (1, "ask")):
             sd = new_row[s]

@@ -414,6 +414,7 @@ DUTS = {
     "risk": ("risk_gate", _factory("risk", "RiskGate"), "hftaccel.sim.test_risk"),
     "ouch": ("ouch_tx", _factory("ouch", "OuchTx"), "hftaccel.sim.test_ouch"),
     "book": ("order_book", _factory("book", "OrderBook"), "hftaccel.sim.test_book"),
+    "ebr_book": ("ebr_book", _factory("ebr_book", "EbrBook"), "hftaccel.sim.test_ebr_book"),
     "order_table": ("order_table", _factory("order_table", "OrderTable"),
                     "hftaccel.sim.test_order_table"),
     "level_table": ("level_table", _factory("level_table", "LevelTable"),

@@ -103,14 +103,11 @@ async def check(tb: BookTB, evs: np.ndarray, *, unsubscribed=0, table_full=0, le
     return book
 
 
-@cocotb.test()
-async def test_hand_built(dut):
-    """Adds on both sides, partial E, C, X, D, U moving price and in place, P, several
-    locates, bad references of every kind, an unsubscribed locate."""
-    tb = BookTB(dut)
-    await tb.reset()
-    await tb.subscribe(LOCATES)
-    a, b = LOCATES[0], LOCATES[-1]
+def hand_built_rows(locates, unsub) -> list:
+    """The hand-built stream of ``test_hand_built`` as event tuples (see :func:`events`) for
+    subscribed ``locates`` and a locate ``unsub`` never subscribed: every message type, bad
+    references of every kind, 3 events of the unsubscribed locate and one non-book message."""
+    a, b = locates[0], locates[-1]
     rows = [
         ("A", 1, 100, 1000000, a, "B", 0), ("A", 2, 200, 1000100, a, "S", 0),
         ("A", 3, 300, 999900, a, "B", 0), ("F", 4, 50, 1000000, a, "B", 0),
@@ -138,16 +135,27 @@ async def test_hand_built(dut):
         ("A", 30, 10, 5, a, "Z", 0),                   # bad side
         ("A", 31, 0, 5, a, "S", 0),                    # zero shares
         ("E", 21, 0, 0, b, 0, 0),                      # zero-share execution: no change
-        ("A", 40, 10, 123, UNSUB, "B", 0), ("P", 0, 1, 1, UNSUB, "B", 0),
-        ("D", 40, 0, 0, UNSUB, 0, 0),
+        ("A", 40, 10, 123, unsub, "B", 0), ("P", 0, 1, 1, unsub, "B", 0),
+        ("D", 40, 0, 0, unsub, 0, 0),
         ("D", 1, 0, 0, a, 0, 0), ("D", 11, 0, 0, a, 0, 0), ("D", 6, 0, 0, a, 0, 0),
         ("D", 8, 0, 0, a, 0, 0), ("D", 9, 0, 0, a, 0, 0), ("D", 10, 0, 0, a, 0, 0),
         ("D", 21, 0, 0, b, 0, 0),
         ("S", 0, 0, 0, 0, 0, 0),                       # not a book message: counted "other"
     ]
-    if len(LOCATES) > 2:
-        rows += [("A", 50 + k, 10 + k, 500000 + 100 * k, LOCATES[1 + k % 2], "BS"[k % 2], 0)
+    if len(locates) > 2:
+        rows += [("A", 50 + k, 10 + k, 500000 + 100 * k, locates[1 + k % 2], "BS"[k % 2], 0)
                  for k in range(6)]
+    return rows
+
+
+@cocotb.test()
+async def test_hand_built(dut):
+    """Adds on both sides, partial E, C, X, D, U moving price and in place, P, several
+    locates, bad references of every kind, an unsubscribed locate."""
+    tb = BookTB(dut)
+    await tb.reset()
+    await tb.subscribe(LOCATES)
+    rows = hand_built_rows(LOCATES, UNSUB)
     book = await check(tb, events(rows), unsubscribed=3)
     assert all(book.bad_references[k] for k in BAD_REFERENCE_KINDS), book.bad_references
     assert tb.counter("other") == 1
