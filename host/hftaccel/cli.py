@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 __all__ = ["app", "main"]
@@ -20,8 +23,9 @@ console = Console(stderr=True)
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=False)
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console,
+                    transient=False)
 
 
 def _fail(exc: Exception) -> None:
@@ -58,67 +62,93 @@ def run(
     live: bool = typer.Option(False, "--live", help="with --out: write the book and signals "
                               "as part files (DIR/book/, DIR/signals/) and DIR/live.json as "
                               "the run goes, for `hftaccel dash DIR --follow`"),
+    records: str = typer.Option("all", "--records", help="book records written to "
+                                "book.parquet with --out: none, bbo (level 1 of every update) "
+                                "or all (every level; a full day is ~100 GB)"),
+    chunk_mb: float = typer.Option(8.0, "--chunk-mb", help="input read per chunk, MiB (memory "
+                                   "does not grow with the input)"),
 ) -> None:
-    """Replay a trading day through the pipeline: book, features, int8 MLP, risk gate, OUCH."""
+    """Replay a trading day through the pipeline: book, features, int8 MLP, risk gate, OUCH.
+
+    The replay streams: the input is read, decoded, booked, scored and written chunk by chunk.
+    Ctrl-C or SIGTERM stops it after the current chunk with valid partial outputs and a
+    summary marked "complete": false."""
     target = _route_target(route, venue_sim)  # bad routing options fail before the replay
     if backend not in ("cpu", "gpu", "rtl"):
         _fail(ValueError(f"backend {backend!r} is not available in this build (choose cpu, "
                          "gpu or rtl)"))
+    from hftaccel.backends.output import RECORDS_MODES, RunWriter
+
+    if records not in RECORDS_MODES:
+        _fail(ValueError(f"--records must be one of {', '.join(RECORDS_MODES)}, got "
+                         f"{records!r}"))
+    if not chunk_mb > 0:
+        _fail(ValueError(f"--chunk-mb must be > 0, got {chunk_mb}"))
+    if live and out is None:
+        _fail(ValueError("--live needs --out DIR"))
     writer = None
-    if live:
-        if out is None:
-            _fail(ValueError("--live needs --out DIR"))
-        from hftaccel.dash.live import LiveWriter
+    if out is not None:
         try:
-            writer = LiveWriter(out)
+            live_writer = None
+            if live:
+                from hftaccel.dash.live import LiveWriter
+                live_writer = LiveWriter(out)
+            writer = RunWriter(out, records=records, live=live_writer, depth=depth)
         except OSError as exc:
             _fail(exc)
     from hftaccel.backends import cpu, gpu, rtl
     from hftaccel.feeds.itch import ItchError
 
-    with _progress() as bar:
+    with _progress() as bar, _stop_on_signals() as stopping:
         tasks = {}
+        began = time.perf_counter()
 
-        def tick(stage, done, total):
+        def tick(stage, done, total, messages=None):
             if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+                tasks[stage] = bar.add_task(stage, total=total, rate="")
+            rate = ""
+            if messages is not None:
+                elapsed = time.perf_counter() - began
+                rate = f"{messages:,} msgs, {messages / elapsed:,.0f} msg/s" if elapsed else ""
+            bar.update(tasks[stage], completed=done, total=total, rate=rate)
 
         try:
             kw = {"strict": strict} if backend == "gpu" else {}
+            if backend != "rtl":
+                kw.update(sink=writer, keep=target is not None, stop=stopping,
+                          chunk_bytes=max(1, int(chunk_mb * (1 << 20))))
             result = {"cpu": cpu, "gpu": gpu, "rtl": rtl}[backend].run(
                 input, lenient=lenient, depth=depth, model=model, threshold_logit=threshold,
                 kill_switch=kill_switch, progress=tick, **kw)
         except (ItchError, ValueError, FileNotFoundError, RuntimeError,
                 gpu.GpuUnavailableError) as exc:
+            if writer is not None:
+                writer.close()   # what was written stays readable
             _fail(exc)
+        if backend == "rtl" and writer is not None:   # the RTL's records, written at the end
+            for a in range(0, result.records.shape[0], cpu.CHUNK_EVENTS):
+                sc = result.extra["scoring"]
+                part = slice(a, a + cpu.CHUNK_EVENTS)
+                writer(result.records[part], dataclasses.replace(
+                    sc, features=sc.features[part], logits=sc.logits[part],
+                    decisions=sc.decisions[part], ouch=sc.ouch if a == 0 else b""))
     summary = result.summary
-    if writer is not None:  # the book and signals go out before routing, which journals live
-        _write_live_parts(writer, result)
-        if target is not None:
-            writer.set_state("routing")
-    if target is not None:
+    if target is not None and summary.get("complete", True):
+        if writer is not None and writer.live is not None:
+            writer.live.set_state("routing")
         _route(result, summary, target, journal or (out / "router.journal" if out else None))
     if writer is not None:
-        writer.finish(summary, result.extra["scoring"].ouch)
-        summary_paths = ", ".join(str(out / n) for n in ("summary.json", "book", "signals",
-                                                         "orders.ouch", "live.json"))
-    elif out is not None:
-        import pyarrow.parquet as pq
-
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        pq.write_table(cpu.records_table(result.records), out / "book.parquet")
-        pq.write_table(cpu.scoring_table(result), out / "signals.parquet")
-        (out / "orders.ouch").write_bytes(result.extra["scoring"].ouch)
-        summary_paths = ", ".join(str(out / n) for n in ("summary.json", "book.parquet",
-                                                         "signals.parquet", "orders.ouch"))
+        summary_paths = ", ".join(str(p) for p in writer.finish(summary))
     if json_out:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     else:
         _print_summary(summary)
         if out is not None:
             console.print(f"wrote {summary_paths}")
+    if not summary.get("complete", True):
+        console.print("[yellow]interrupted:[/yellow] partial outputs, summary marked "
+                      "\"complete\": false")
+        raise typer.Exit(130)
     check = summary.get("book_check")
     if check and check.get("mismatches"):
         raise typer.Exit(1)
@@ -126,21 +156,29 @@ def run(
         raise typer.Exit(1)
 
 
-def _write_live_parts(writer, result) -> None:
-    """Hand a replay's book records and scoring to ``writer`` (a
-    :class:`hftaccel.dash.live.LiveWriter`) part by part, converting one part at a time."""
-    import dataclasses
+@contextlib.contextmanager
+def _stop_on_signals():
+    """While the block runs, Ctrl-C (SIGINT) and SIGTERM ask the replay to stop after the
+    current chunk (a second one interrupts at once); yields the ``stop()`` callable."""
+    import signal
+    import threading
 
-    from hftaccel.backends import cpu
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag.is_set
+        return
 
-    sc = result.extra["scoring"]
-    step = writer.rows_per_part
-    for a in range(0, result.records.shape[0], step):
-        part = cpu.RunResult(result.summary, result.records[a:a + step], extra={
-            "scoring": dataclasses.replace(sc, features=sc.features[a:a + step],
-                                           logits=sc.logits[a:a + step],
-                                           decisions=sc.decisions[a:a + step])})
-        writer.append(cpu.records_table(part.records), cpu.scoring_table(part))
+    def handler(signum, frame):
+        if flag.is_set():
+            raise KeyboardInterrupt
+        flag.set()
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag.is_set
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def _route_target(route: Optional[str], venue_sim: bool):
@@ -568,7 +606,8 @@ def dash_command(
         try:  # the replay, its progress bar and its summary exactly as `hftaccel run --out`
             run(input=target, backend=backend, strict=False, out=run_dir, json_out=False,
                 lenient=False, depth=8, model=None, threshold=1.0, kill_switch=False,
-                route=None, venue_sim=False, journal=None, live=False)
+                route=None, venue_sim=False, journal=None, live=False, records="all",
+                chunk_mb=8.0)
         except typer.Exit as exc:
             if exc.exit_code != 1:  # 1: a book-check mismatch, which the page shows too
                 tmp.cleanup()

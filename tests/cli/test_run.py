@@ -84,7 +84,7 @@ def test_kill_switch_blocks_every_order():
 
 
 def test_out_folder_gets_json_and_parquet(tmp_path, sample_summary):
-    res = runner.invoke(app, ["run", "--out", str(tmp_path)])
+    res = runner.invoke(app, ["run", "--out", str(tmp_path), "--records", "all"])
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["book_updates"] == sample_summary["book_updates"]
@@ -160,3 +160,27 @@ def test_generate_then_run(tmp_path):
     assert sum(s["bad_references"].values()) == 0
     assert s["messages_by_type"]["R"] == 50
     assert s["book_updates"] == sum(s["messages_by_type"].get(t, 0) for t in "AFECXDUP")
+
+
+def test_records_modes(tmp_path, sample_summary):
+    """--records bbo writes level 1 only, none no book file, all (today's default) every
+    level; signals and orders are the same whatever the mode, and book.parquet has one zstd
+    row group per step."""
+    runner.invoke(app, ["run", "--out", str(tmp_path / "all")])
+    for mode in ("bbo", "none"):
+        args = ["run", "--out", str(tmp_path / mode), "--records", mode]
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+        for name in ("signals.parquet", "orders.ouch"):
+            assert (tmp_path / mode / name).read_bytes() == (tmp_path / "all" / name).read_bytes()
+    assert not (tmp_path / "none" / "book.parquet").exists()
+    bbo = pq.ParquetFile(tmp_path / "bbo" / "book.parquet")
+    assert "bid_price_1" in bbo.schema.names and "bid_price_2" not in bbo.schema.names
+    assert bbo.metadata.num_rows == sample_summary["book_updates"]
+    assert bbo.metadata.num_row_groups > 1
+    assert bbo.metadata.row_group(0).column(0).compression == "ZSTD"
+    full = pq.read_table(tmp_path / "all" / "book.parquet")
+    assert pq.read_table(tmp_path / "bbo" / "book.parquet").equals(
+        full.select(bbo.schema.names))
+    res = runner.invoke(app, ["run", "--records", "some"])
+    assert res.exit_code == 2 and "--records" in res.output

@@ -14,7 +14,7 @@ import numpy as np
 
 from hftaccel.feeds import lobster
 
-__all__ = ["BookCheck", "check_level1"]
+__all__ = ["BookCheck", "LevelCheck", "check_level1"]
 
 
 @dataclass
@@ -69,27 +69,75 @@ def check_level1(records: np.ndarray, main_seq: np.ndarray, orderbook: np.ndarra
     ValueError
         ``main_seq`` and ``orderbook`` have different lengths.
     """
-    main_seq = np.asarray(main_seq, dtype=np.uint64)
-    if len(orderbook) != main_seq.shape[0]:
-        raise ValueError(f"{main_seq.shape[0]} LOBSTER messages but {len(orderbook)} "
-                         "orderbook rows")
-    rec = records if stock_locate is None else records[records["stock_locate"] == stock_locate]
-    idx = np.searchsorted(rec["seq"], main_seq, side="right") - 1
-    got = rec[np.clip(idx, 0, None)] if rec.shape[0] else None
-    want = lobster.level1(orderbook)
-    bad = np.zeros(main_seq.shape[0], bool)
-    ours = {}
-    for name, theirs in want.items():
-        have = np.zeros(main_seq.shape[0], np.int64)
-        if got is not None:
-            have = np.where(idx >= 0, got[name][:, 0].astype(np.int64), 0)
-        ours[name] = have
-        bad |= have != theirs
-    rows = np.flatnonzero(bad)
-    first = None
-    if rows.shape[0]:
-        i = int(rows[0])
-        first = {"row": i, "seq": int(main_seq[i]),
-                 "lobster": {k: int(v[i]) for k, v in want.items()},
-                 "ours": {k: int(v[i]) for k, v in ours.items()}}
-    return BookCheck(int(main_seq.shape[0]), int(rows.shape[0]), first, bad)
+    check = LevelCheck(main_seq, orderbook, stock_locate=stock_locate)
+    check.update(records, None)
+    return check.finish()
+
+
+class LevelCheck:
+    """:func:`check_level1` fed step by step: call :meth:`update` with each step's book
+    records (in order), then :meth:`finish`. Holds the LOBSTER rows' level 1 and, between
+    steps, only the last level 1 of the symbol.
+
+    Parameters
+    ----------
+    main_seq, orderbook, stock_locate
+        As :func:`check_level1` (``main_seq`` non-decreasing).
+
+    Raises
+    ------
+    ValueError
+        ``main_seq`` and ``orderbook`` have different lengths, or ``main_seq`` decreases.
+    """
+
+    def __init__(self, main_seq: np.ndarray, orderbook: np.ndarray, *,
+                 stock_locate: int | None = None):
+        self.main_seq = np.asarray(main_seq, dtype=np.uint64)
+        if len(orderbook) != self.main_seq.shape[0]:
+            raise ValueError(f"{self.main_seq.shape[0]} LOBSTER messages but {len(orderbook)} "
+                             "orderbook rows")
+        if self.main_seq.shape[0] > 1 and (np.diff(self.main_seq.astype(np.int64)) < 0).any():
+            raise ValueError("main_seq must not decrease")
+        self.stock_locate = stock_locate
+        self.want = lobster.level1(orderbook)
+        self.ours = {k: np.zeros(self.main_seq.shape[0], np.int64) for k in self.want}
+        self.last = dict.fromkeys(self.want, 0)
+        self.done = 0
+
+    def _fill(self, upto: int, rec) -> None:
+        rows = slice(self.done, upto)
+        if rec is None or rec.shape[0] == 0:
+            for k, v in self.last.items():
+                self.ours[k][rows] = v
+        else:
+            idx = np.searchsorted(rec["seq"], self.main_seq[rows], side="right") - 1
+            for k in self.want:
+                col = rec[k][:, 0].astype(np.int64)
+                self.ours[k][rows] = np.where(idx >= 0, col[np.clip(idx, 0, None)],
+                                              self.last[k])
+                self.last[k] = int(col[-1])
+        self.done = upto
+
+    def update(self, records: np.ndarray, upto_seq: int | None) -> None:
+        """Check the rows whose ``main_seq`` is at most ``upto_seq`` (the last event of the
+        step; None: every row) against the records seen so far plus ``records``."""
+        rec = records if self.stock_locate is None else \
+            records[records["stock_locate"] == self.stock_locate]
+        upto = self.main_seq.shape[0] if upto_seq is None else int(
+            np.searchsorted(self.main_seq, np.uint64(upto_seq), side="right"))
+        self._fill(max(upto, self.done), rec)
+
+    def finish(self) -> BookCheck:
+        """The :class:`BookCheck` of every row (rows after the last record keep its level 1)."""
+        self._fill(self.main_seq.shape[0], None)
+        bad = np.zeros(self.main_seq.shape[0], bool)
+        for name, theirs in self.want.items():
+            bad |= self.ours[name] != theirs
+        rows = np.flatnonzero(bad)
+        first = None
+        if rows.shape[0]:
+            i = int(rows[0])
+            first = {"row": i, "seq": int(self.main_seq[i]),
+                     "lobster": {k: int(v[i]) for k, v in self.want.items()},
+                     "ours": {k: int(v[i]) for k, v in self.ours.items()}}
+        return BookCheck(int(self.main_seq.shape[0]), int(rows.shape[0]), first, bad)

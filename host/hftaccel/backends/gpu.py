@@ -801,7 +801,9 @@ def run(path=None, *, strict: bool = False, device: str | None = None,
     ----------
     path, **kwargs
         As :func:`hftaccel.backends.cpu.run` (``lenient``, ``depth``, ``model``,
-        ``risk_config``, ``threshold_logit``, ``kill_switch``, ``chunk_events``, ``progress``).
+        ``risk_config``, ``threshold_logit``, ``kill_switch``, ``chunk_events``,
+        ``chunk_bytes``, ``progress``, ``sink``, ``keep``, ``stop``): the same chunked reader
+        and streaming loop, with the features and logits of each step on the device.
     strict : bool
         Raise :class:`GpuUnavailableError` when the GPU path cannot run, instead of saying so
         once (:class:`GpuFallbackWarning`) and replaying on the CPU backend.
@@ -839,9 +841,9 @@ def run(path=None, *, strict: bool = False, device: str | None = None,
         res.extra["gpu"] = {"fallback": str(exc)}
         return res
 
-    def infer(records, model):
-        # a fresh pipeline per replay: state starts from reset like the golden FeatureEngine
-        return GpuPipeline(dev, chunk_records=chunk_records).run(records, model)
+    # one pipeline per replay, fed step by step: its per-symbol state starts from reset like
+    # the golden FeatureEngine's and carries across the chunks of the streaming replay
+    infer = GpuPipeline(dev, chunk_records=chunk_records).run
 
     res = cpu.run(path, infer=infer, **kwargs)
     res.summary["backend"] = "gpu"

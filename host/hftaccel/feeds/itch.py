@@ -31,6 +31,9 @@ __all__ = [
     "decode",
     "decode_blocks",
     "read_file",
+    "read_chunks",
+    "FileChunk",
+    "CHUNK_BYTES",
     "encode",
     "frame",
     "write_file",
@@ -249,8 +252,9 @@ def _as_u8(buf) -> np.ndarray:
     return np.frombuffer(memoryview(buf), dtype=np.uint8)
 
 
-def _check(buf, offsets, lengths, status, seqs, *, lenient, source):
-    """Raise on the first bad message (strict) or count them (lenient); return the OK mask."""
+def _check(buf, offsets, lengths, status, seqs, *, lenient, source, base=0):
+    """Raise on the first bad message (strict) or count them (lenient); return the OK mask.
+    ``base`` is added to the byte offsets that errors name (``buf`` starts there in the file)."""
     ok = status == _OK
     result_skipped = dict.fromkeys(SKIP_REASONS, 0)
     first_error = None
@@ -260,8 +264,8 @@ def _check(buf, offsets, lengths, status, seqs, *, lenient, source):
         text = _describe(int(status[i]), buf, int(offsets[i]), int(lengths[i]))
         if not lenient:
             raise ItchError(text + f" (message {int(seqs[i])})", source=source,
-                            offset=int(offsets[i]))
-        first_error = f"{source}: byte offset {int(offsets[i])}: {text}"
+                            offset=int(offsets[i]) + base)
+        first_error = f"{source}: byte offset {int(offsets[i]) + base}: {text}"
         codes = np.bincount(status[bad].astype(np.int64), minlength=5)
         for reason, code in zip(SKIP_REASONS, (_UNKNOWN, _BADLEN, _ZERO, _TRUNC)):
             result_skipped[reason] = int(codes[code])
@@ -295,7 +299,7 @@ def _gather(buf, offsets, seqs, src_offsets) -> dict:
 
 
 def decode(buf, *, lenient: bool = False, source: str = "<bytes>", seq_base: int = 0,
-           events: bool = False) -> DecodeResult:
+           events: bool = False, offset_base: int = 0) -> DecodeResult:
     """Decode a length-framed ITCH 5.0 byte stream (2-byte big-endian length per message).
 
     Parameters
@@ -313,11 +317,15 @@ def decode(buf, *, lenient: bool = False, source: str = "<bytes>", seq_base: int
     events : bool
         Extract the book messages straight into ``DecodeResult.events`` (the fast replay path)
         instead of decoding them into ``messages``.
+    offset_base : int
+        Byte offset of ``buf[0]`` in its source (a chunk of a file): added to the ``offset``
+        fields and to the offsets errors name.
 
     Returns
     -------
     DecodeResult
-        ``offset`` of each message is the byte offset of its Message Type byte in ``buf``.
+        ``offset`` of each message is the byte offset of its Message Type byte in ``buf``
+        plus ``offset_base``.
 
     Raises
     ------
@@ -330,9 +338,10 @@ def decode(buf, *, lenient: bool = False, source: str = "<bytes>", seq_base: int
     offsets, lengths, status = _scan(data, _EXPECTED)
     seqs = np.arange(seq_base, seq_base + offsets.shape[0], dtype=np.uint64)
     ok, skipped, first_error = _check(data, offsets, lengths, status, seqs, lenient=lenient,
-                                      source=source)
+                                      source=source, base=int(offset_base))
     offs = offsets[ok]
-    return _finish(data, offs, seqs[ok], offs.astype(np.uint64), skipped, first_error, events)
+    return _finish(data, offs, seqs[ok], offs.astype(np.uint64) + np.uint64(offset_base),
+                   skipped, first_error, events)
 
 
 def _finish(data, offs, seqs, src_offsets, skipped, first_error, events) -> DecodeResult:
@@ -418,6 +427,123 @@ def read_file(path, *, lenient: bool = False, events: bool = False) -> DecodeRes
     with opener(path, "rb") as fh:
         data = fh.read()
     return decode(data, lenient=lenient, source=path, events=events)
+
+
+#: Bytes read from a file per :func:`read_chunks` step unless told otherwise (8 MiB).
+CHUNK_BYTES = 8 << 20
+
+
+@numba.njit(cache=True)
+def _whole_messages(buf, n):  # pragma: no cover - compiled
+    """Length of the longest prefix of ``buf[:n]`` made of whole framed messages, and how
+    many messages (zero-length ones included) it holds."""
+    pos = 0
+    count = 0
+    while pos + 2 <= n:
+        nxt = pos + 2 + ((np.int64(buf[pos]) << 8) | np.int64(buf[pos + 1]))
+        if nxt > n:
+            break
+        pos = nxt
+        count += 1
+    return pos, count
+
+
+@dataclass
+class FileChunk:
+    """One step of :func:`read_chunks`.
+
+    Attributes
+    ----------
+    result : DecodeResult
+        The chunk's messages; ``seq`` and ``offset`` count from the start of the file.
+    framed : int
+        Length-framed entries the chunk held (skipped ones included): the next chunk's
+        ``seq`` starts this many after this one's.
+    start, end : int
+        Byte range of the chunk in the (decompressed) stream.
+    read : int
+        Bytes of the file read so far (compressed bytes for gzip), for progress.
+    """
+
+    result: DecodeResult
+    framed: int
+    start: int
+    end: int
+    read: int
+
+
+def read_chunks(path, *, chunk_bytes: int = CHUNK_BYTES, lenient: bool = False,
+                events: bool = False):
+    """Read and decode an ITCH 5.0 file (2-byte length framing; gzip detected by its magic)
+    chunk by chunk, in memory bounded by ``chunk_bytes`` plus one message.
+
+    Every chunk ends on a message boundary; the concatenation of the chunks' messages (and
+    events) equals :func:`read_file` on the whole file, sequence numbers, offsets, skip counts
+    and errors included.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    chunk_bytes : int
+        Bytes read per step (>= 1); a chunk holds the whole messages among them and the
+        leftover carries to the next step.
+    lenient, events : bool
+        As in :func:`decode`.
+
+    Yields
+    ------
+    FileChunk
+
+    Raises
+    ------
+    ValueError
+        ``chunk_bytes < 1``.
+    ItchError
+        As :func:`read_file` (strict mode), naming the byte offset in the whole stream.
+    OSError
+        The file cannot be read.
+    """
+    if not isinstance(chunk_bytes, (int, np.integer)) or chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes must be a positive integer, got {chunk_bytes!r}")
+    path = os.fspath(path)
+    raw = open(path, "rb")
+    try:
+        head = raw.read(2)
+        raw.seek(0)
+        fh = gzip.GzipFile(fileobj=raw, mode="rb") if head == b"\x1f\x8b" else raw
+        if fh is raw:       # no buffer beyond the file
+            chunk_bytes = min(int(chunk_bytes), os.fstat(raw.fileno()).st_size + 1)
+        buf = np.empty(int(chunk_bytes) + (1 << 17), np.uint8)
+        have = 0        # bytes at the front of buf not yet decoded
+        start = 0       # stream offset of buf[0]
+        seq = 0
+        eof = False
+        while not eof or have:
+            if not eof:
+                if buf.shape[0] - have < chunk_bytes:
+                    bigger = np.empty(have + int(chunk_bytes) + (1 << 17), np.uint8)
+                    bigger[:have] = buf[:have]
+                    buf = bigger
+                got = fh.readinto(memoryview(buf)[have:have + int(chunk_bytes)])
+                eof = got == 0
+                have += got
+            cut, framed = _whole_messages(buf, have)
+            if eof:             # the rest, a truncated tail included, as read_file sees it
+                cut = have
+                framed += int(cut > 0 and _whole_messages(buf, have)[0] < have)
+            if cut == 0:
+                if eof:
+                    break
+                continue        # not one whole message yet: read more
+            res = decode(buf[:cut], lenient=lenient, source=path, seq_base=seq,
+                         events=events, offset_base=start)
+            yield FileChunk(res, int(framed), start, start + int(cut), raw.tell())
+            seq += int(framed)
+            start += int(cut)
+            buf[:have - cut] = buf[cut:have]
+            have -= int(cut)
+    finally:
+        raw.close()
 
 
 def _order(messages: dict):

@@ -24,6 +24,9 @@ __all__ = [
     "LobsterRef",
     "detect",
     "open_feed",
+    "Chunk",
+    "FeedStream",
+    "open_stream",
     "embedded_sample",
     "find_lobster_beside",
 ]
@@ -210,3 +213,122 @@ def open_feed(path, *, lenient: bool = False, udp_port: int | None = None) -> Fe
 def _ticker(path: Path) -> str:
     m = re.match(r"^([A-Za-z.]+)_\d{4}-\d{2}-\d{2}", path.name)
     return m.group(1).upper() if m else "LOBSTER"
+
+
+@dataclass
+class Chunk:
+    """One step of a :class:`FeedStream`.
+
+    Attributes
+    ----------
+    events : np.ndarray of ORDER_EVENT_DTYPE
+        The book messages of the chunk, by sequence number.
+    messages : dict[str, np.ndarray]
+        The chunk's other messages (Stock Directory ones among them), by type.
+    read : int
+        Input bytes consumed so far (compressed bytes for gzip), for progress.
+    """
+
+    events: np.ndarray
+    messages: dict
+    read: int
+
+
+class FeedStream:
+    """An input read and decoded chunk by chunk: iterate it for :class:`Chunk`\\ s.
+
+    The counters (``type_counts``, ``skipped``, ``gaps``, ``duplicates``, ``packets``) grow as
+    chunks are read and equal :func:`open_feed`'s once the stream is exhausted; the chunks'
+    events and messages concatenated equal its ``events`` and ``messages``, whatever
+    ``chunk_bytes`` is. ITCH files (plain or gzip) are read ``chunk_bytes`` at a time; pcap,
+    pcapng and LOBSTER input is decoded whole (as :func:`open_feed` does) and handed out in
+    chunks of about ``chunk_bytes / 32`` events.
+
+    Attributes
+    ----------
+    path : Path
+    kind : str
+        ``"itch"``, ``"pcap"`` or ``"lobster"``.
+    total_bytes : int
+        Size of the input file, bytes.
+    streamed : bool
+        True when the input is read incrementally (memory bounded by the chunk size).
+    type_counts, skipped, gaps, duplicates, packets, seq_base, lobster, conversion
+        As :class:`Feed`.
+    """
+
+    def __init__(self, path: Path, kind: str, lobster: LobsterRef | None, *,
+                 chunk_bytes: int, lenient: bool, udp_port: int | None):
+        self.path = path
+        self.kind = kind
+        self.lobster = lobster
+        self.total_bytes = path.stat().st_size
+        self.chunk_bytes = int(chunk_bytes)
+        self.lenient = lenient
+        self.udp_port = udp_port
+        self.streamed = kind == "itch"
+        self.type_counts: dict = {}
+        self.skipped: dict = {}
+        self.gaps: list = []
+        self.duplicates = 0
+        self.packets = 0
+        self.seq_base = 0
+        self.conversion = None
+
+    def _add(self, counts: dict, skipped: dict) -> None:
+        for k, v in counts.items():
+            self.type_counts[k] = self.type_counts.get(k, 0) + int(v)
+        order = {t: i for i, t in enumerate(itch.spec.LAYOUTS)}
+        self.type_counts = dict(sorted(self.type_counts.items(), key=lambda kv: order[kv[0]]))
+        for k, v in skipped.items():
+            self.skipped[k] = self.skipped.get(k, 0) + int(v)
+
+    def __iter__(self):
+        if self.kind == "itch":
+            for part in itch.read_chunks(self.path, chunk_bytes=self.chunk_bytes,
+                                         lenient=self.lenient, events=True):
+                r = part.result
+                self._add(r.type_counts, r.skipped)
+                yield Chunk(r.events, r.messages, part.read)
+            return
+        feed = open_feed(self.path, lenient=self.lenient, udp_port=self.udp_port)
+        self._add(feed.type_counts, feed.skipped)
+        self.gaps, self.duplicates, self.packets = list(feed.gaps), feed.duplicates, feed.packets
+        self.seq_base, self.conversion = feed.seq_base, feed.conversion
+        step = max(1, self.chunk_bytes // 32)
+        n = feed.events.shape[0]
+        for a in range(0, max(n, 1), step):
+            last = a + step >= n
+            yield Chunk(feed.events[a:a + step], feed.messages if a == 0 else {},
+                        self.total_bytes if last else int(self.total_bytes * (a + step) / n))
+
+
+def open_stream(path, *, lenient: bool = False, udp_port: int | None = None,
+                chunk_bytes: int = itch.CHUNK_BYTES) -> FeedStream:
+    """Open ``path`` (kind detected by content) as a :class:`FeedStream`.
+
+    Parameters
+    ----------
+    path : str or Path
+    lenient : bool
+        Count and skip malformed messages/frames instead of raising.
+    udp_port : int, optional
+        Only MoldUDP64 datagrams to this UDP destination port (pcap input).
+    chunk_bytes : int
+        Input bytes per chunk (>= 1).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        ``chunk_bytes < 1``.
+    hftaccel.feeds.itch.ItchError, ValueError
+        While iterating: as :func:`open_feed`.
+    """
+    path = Path(path)
+    if not isinstance(chunk_bytes, (int, np.integer)) or chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes must be a positive integer, got {chunk_bytes!r}")
+    kind = detect(path)
+    return FeedStream(path, kind, find_lobster_beside(path), chunk_bytes=chunk_bytes,
+                      lenient=lenient, udp_port=udp_port)
