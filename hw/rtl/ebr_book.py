@@ -68,7 +68,7 @@ __all__ = ["COUNTERS", "Role", "EbrBook"]
 #: capacity and exactness counts of this book.
 COUNTERS = tuple(f"bad_{k}" for k in spec.BAD_REFERENCE_KINDS) + (
     "table_full", "level_full", "unsubscribed", "other", "updates",
-    "ref_range", "level_unknown", "short", "refill")
+    "ref_range", "level_unknown", "short", "refill", "refill_stale", "refill_miss")
 
 _U4_MAX = 0xFFFF_FFFF
 
@@ -141,7 +141,7 @@ class EbrBook(wiring.Component):
     def __init__(self, *, depth: int = spec.BOOK_DEPTH, slots: int = 256,
                  locates: int = 16384, order_rows: int = 4096, order_ways: int = 4,
                  ref_bits: int = 39, level_rows: int = 2048, level_ways: int = 4,
-                 window: int = 12):
+                 window: int = 12, probes: int = 8, max_probes: int = 64):
         for name, v in (("slots", slots), ("locates", locates), ("order_rows", order_rows),
                         ("level_rows", level_rows)):
             if not isinstance(v, int) or v < 2 or v & (v - 1):
@@ -150,6 +150,12 @@ class EbrBook(wiring.Component):
             raise ValueError(f"depth must be a positive integer, not {depth!r}")
         if not isinstance(window, int) or window < depth:
             raise ValueError(f"window must be an integer >= depth ({depth}), not {window!r}")
+        if not isinstance(probes, int) or probes < 1 or probes & (probes - 1) or \
+                not isinstance(max_probes, int) or max_probes < probes or \
+                max_probes & (max_probes - 1):
+            raise ValueError(f"probes and max_probes must be powers of two, probes <= "
+                             f"max_probes, not {probes!r}, {max_probes!r}")
+        self.probes, self.max_probes = probes, max_probes
         self.depth, self.slots, self.locates, self.window = depth, slots, locates, window
         self.order_rows, self.order_ways, self.ref_bits = order_rows, order_ways, ref_bits
         self.level_rows, self.level_ways = level_rows, level_ways
@@ -164,14 +170,16 @@ class EbrBook(wiring.Component):
         # ... through the level table and the windows: the record's header
         self.lctx = data.StructLayout({
             "timestamp": 48, "seq": 64, "msg_type": 8, "ref": 64, "shares": 32, "price": 32,
-            "side": 8, "locate": 16, "own_locate": 1, "emit": 1, "nop": 1})
+            "side": 8, "locate": 16, "own_locate": 1, "emit": 1, "nop": 1,
+            "probe": 1, "last": 1, "fill": 1, "miss": 1})
         self.ot = OrderTable(rows=order_rows, ways=order_ways, ref_bits=ref_bits,
                              handle_bits=self.handle_bits, linked=True, link_keep=32,
                              ctx_bits=self.octx.size)
         self.lt = LevelTable(rows=level_rows, ways=level_ways, slot_bits=sb,
                              ctx_bits=self.lctx.size)
         self.tl = TopLevels(slots=slots, depth=depth, window=window,
-                            orders_bits=self.lt.orders_bits, ctx_bits=self.lctx.size)
+                            orders_bits=self.lt.orders_bits, ctx_bits=self.lctx.size,
+                            checked=True)
         members = {
             "i": In(stream.Signature(DECODED_LAYOUT)),
             "o": Out(stream.Signature(self.record_layout)),
@@ -308,7 +316,7 @@ class EbrBook(wiring.Component):
         st, rop = r.status, r.op
         ok = st == Status.OK
         # the U's FIND of its new reference: live, out of range
-        uf_hit, uf_range = Signal(), Signal()
+        uf_hit, uf_range = Signal(name="uf_hit"), Signal(name="uf_range")
         take = Signal()                     # a TAKE of the order's level
         add = Signal()                      # an ADD to the level of the handle
         emit = Signal()
@@ -365,7 +373,32 @@ class EbrBook(wiring.Component):
                      lreq.side.eq(h_side), lreq.price.eq(h_price),
                      lreq.shares.eq(Mux(add, rc.shares, r.taken)),
                      lreq.remove.eq(take & ~r.remaining.any()), lreq.ctx.eq(lctx)]
-        m.d.comb += ot.o.ready.eq(_stage(m, "lreq", ot.o.valid, lreq, lt.i))
+        # ---- refill engine: a burst of FINDs beyond the window's worst price, back to back
+        # in the level table (the order table's results wait), so the first hit is the
+        # bottom's best level at that point of the change stream (the windows check that
+        # ``start`` is still their worst price when the refill arrives)
+        e_busy, e_issue = Signal(name="e_busy"), Signal(name="e_issue")
+        e_slot, e_side = Signal(sb, name="e_slot"), Signal(name="e_side")
+        e_start, e_price = Signal(32, name="e_start"), Signal(32, name="e_price")
+        e_tick = Signal(7, name="e_tick")
+        e_left = Signal(range(self.max_probes + 1))
+        e_span = Signal(range(self.max_probes + 1))
+        preq = Signal(lt.i.payload.shape())
+        pctx = Signal(self.lctx)
+        # the last FIND of the burst: its length reached, or a bid search at its lowest price
+        e_stop = (e_left == 1) | (~e_side & (e_price < e_tick + 1))
+        m.d.comb += [pctx.probe.eq(1), pctx.last.eq(e_stop), pctx.nop.eq(1),
+                     preq.op.eq(LevelOp.FIND), preq.slot.eq(e_slot), preq.side.eq(e_side),
+                     preq.price.eq(e_price), preq.ctx.eq(pctx)]
+        l_rdy = Signal()
+        m.d.comb += l_rdy.eq(_stage(m, "lreq", Mux(e_issue, 1, ot.o.valid),
+                                    Mux(e_issue, preq, lreq), lt.i))
+        m.d.comb += ot.o.ready.eq(l_rdy & ~e_issue)
+        with m.If(e_issue & l_rdy):
+            m.d.sync += [e_left.eq(e_left - 1),
+                         e_price.eq(Mux(e_side, e_price + e_tick, e_price - e_tick))]
+            with m.If(e_stop):
+                m.d.sync += [e_issue.eq(0), e_left.eq(0)]
 
         # ------------------------------------------------------------ level table results
         lr = lt.o.payload
@@ -386,7 +419,25 @@ class EbrBook(wiring.Component):
         count("level_unknown", lost & (lr.op == LevelOp.TAKE))
         with m.If(lost):
             m.d.sync += degraded.bit_select(lr.slot, 1).eq(1)
-        m.d.comb += lt.o.ready.eq(_stage(m, "chg", lt.o.valid, chg, tl.i))
+        # refill: every hit of the burst, in order, is sent as a refill whose start is the
+        # hit before it (the first: the window's worst), so one burst refills several levels;
+        # the burst's last result always goes on (a marker when it is no hit)
+        f_any, f_prev = Signal(name="f_any"), Signal(32, name="f_prev")
+        p_hit = lx.probe & l_ok
+        with m.If(l_fire & lx.probe):
+            with m.If(lx.last):
+                m.d.sync += f_any.eq(0)
+            with m.Elif(p_hit):
+                m.d.sync += f_any.eq(1)
+            with m.If(p_hit):
+                m.d.sync += f_prev.eq(lr.price)
+        with m.If(lx.probe):
+            m.d.comb += [chg.refill.eq(p_hit), chg.nop.eq(~p_hit), chg.new.eq(0),
+                         chg.slot.eq(e_slot), chg.side.eq(e_side), cx.fill.eq(p_hit),
+                         cx.miss.eq(lx.last & ~p_hit & ~f_any), cx.emit.eq(0)]
+        m.d.comb += chg.start.eq(Mux(f_any, f_prev, e_start))
+        keep = ~lx.probe | lx.last | p_hit
+        m.d.comb += lt.o.ready.eq(_stage(m, "chg", lt.o.valid & keep, chg, tl.i) | ~keep)
 
         # ------------------------------------------------------------ records
         w = tl.o.payload
@@ -406,7 +457,31 @@ class EbrBook(wiring.Component):
         w_fire = tl.o.valid & tl.o.ready
         count("updates", w_fire & wx.emit)
         count("short", w_fire & wx.emit & w.short)
-        count("refill", w_fire & w.refill)
+        fill_r = w_fire & wx.probe & wx.fill
+        done_r = w_fire & wx.probe & wx.last
+        count("refill", fill_r & ~w.stale)
+        count("refill_stale", fill_r & w.stale)
+        count("refill_miss", done_r & wx.miss & (e_span == self.max_probes))
+        # arm the engine on an output whose side needs a level from the bottom
+        with m.If(done_r):
+            m.d.sync += e_busy.eq(0)
+        retry = done_r & wx.miss
+        # where the search starts: the window's worst price; a window emptied while levels
+        # remain beyond it starts from the best price of the other side (every level of an
+        # uncrossed book is beyond it)
+        other = Mux(w.side, w.bid_price[0], w.ask_price[0])
+        start = Mux(w.worst.any(), w.worst, other)
+        # price grid: $0.01 at and above $1, $0.0001 below (Reg NMS Rule 612)
+        tick = Mux(start >= 10_000, 100, 1)
+        room = w.side | (start > tick)      # a bid search needs a price above 0 below it
+        arm = w_fire & w.need & start.any() & room & (~e_busy | done_r) & \
+            ~(retry & (e_span == self.max_probes))
+        span = Mux(retry, e_span << 1, self.probes)
+        with m.If(arm):
+            m.d.sync += [e_busy.eq(1), e_issue.eq(1), e_slot.eq(w.slot), e_side.eq(w.side),
+                         e_start.eq(start), e_span.eq(span), e_left.eq(span),
+                         e_tick.eq(tick),
+                         e_price.eq(Mux(w.side, start + tick, start - tick))]
         m.d.comb += tl.o.ready.eq(_stage(m, "rec", tl.o.valid & wx.emit, rec, self.o) |
                                   ~wx.emit)
 

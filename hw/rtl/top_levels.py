@@ -47,34 +47,39 @@ from .stream import skid_output
 __all__ = ["change_layout", "levels_layout", "TopLevels"]
 
 
-def change_layout(slot_bits: int, orders_bits: int = 16, ctx_bits: int = 0) -> data.StructLayout:
+def change_layout(slot_bits: int, orders_bits: int = 16, ctx_bits: int = 0,
+                  checked: bool = False) -> data.StructLayout:
     """A level change: ``slot`` (symbol slot), ``side`` (0 bid, 1 ask), ``price`` (1/10,000 USD,
     ITCH Price(4)), ``shares`` (the level's aggregate, saturated at 2**32 - 1), ``orders`` (the
     level's order count; 0: the level is gone), ``new`` (the level was just created),
     ``refill`` (the bottom's best level, sent after ``refill`` asked for it), ``nop`` (no
     change: only the slot's levels are output, e.g. for a record of an unchanged book), ``ctx``
-    (``ctx_bits`` of the caller's, passed to the output)."""
+    (``ctx_bits`` of the caller's, passed to the output); with ``checked``, ``start`` (a refill:
+    the window's worst price the caller searched beyond)."""
     return data.StructLayout({"slot": slot_bits, "side": 1, "price": 32, "shares": 32,
                               "orders": orders_bits, "new": 1, "refill": 1, "nop": 1,
-                              "ctx": ctx_bits})
+                              **({"start": 32} if checked else {}), "ctx": ctx_bits})
 
 
 def levels_layout(slot_bits: int, depth: int, orders_bits: int = 16,
-                  ctx_bits: int = 0) -> data.StructLayout:
+                  ctx_bits: int = 0, checked: bool = False) -> data.StructLayout:
     """Output after each change: ``slot``; the first ``depth`` levels of each side
     (``bid_price`` ... ``ask_orders``, arrays of ``depth``, zero beyond the last level);
     ``evicted`` / ``to_bottom`` (a level went to the bottom: the window's former worst, or the
     new level itself) with ``bottom_price``, ``bottom_shares``, ``bottom_orders``; ``refill``
     (the side lost a window level while its bottom is not empty); ``short`` (the side holds
     fewer than ``depth`` levels while its bottom is not empty: the record is not exact), ``ctx``
-    of the change."""
+    of the change; with ``checked``: ``need`` (the changed side's window is not full and its
+    bottom is not empty), ``worst`` (the price of its worst level, 0 when it has none) and
+    ``stale`` (a refill whose ``start`` was no longer the window's worst price: ignored)."""
     arr = lambda w: data.ArrayLayout(w, depth)  # noqa: E731
     return data.StructLayout({
         "slot": slot_bits, "side": 1,
         "bid_price": arr(32), "bid_shares": arr(32), "bid_orders": arr(orders_bits),
         "ask_price": arr(32), "ask_shares": arr(32), "ask_orders": arr(orders_bits),
         "evicted": 1, "to_bottom": 1, "bottom_price": 32, "bottom_shares": 32,
-        "bottom_orders": orders_bits, "refill": 1, "short": 1, "ctx": ctx_bits})
+        "bottom_orders": orders_bits, "refill": 1, "short": 1,
+        **({"need": 1, "worst": 32, "stale": 1} if checked else {}), "ctx": ctx_bits})
 
 
 class TopLevels(wiring.Component):
@@ -94,6 +99,12 @@ class TopLevels(wiring.Component):
         Width of the per-side count of levels beyond the window [14].
     ctx_bits : int
         Width of the caller's context passed from change to output [0].
+    checked : bool
+        Refills are checked: a refill is applied only when its ``start`` is still the
+        window's worst price (every level beyond it is in the bottom), so a caller that
+        searched the level table beyond ``start`` at the point of the change stream where the
+        refill enters gives the bottom's best level (and a refill into a full window is
+        ignored); outputs carry ``need`` / ``worst`` / ``stale`` [False].
 
     Attributes
     ----------
@@ -114,7 +125,8 @@ class TopLevels(wiring.Component):
     ii = 1
 
     def __init__(self, *, slots: int = 256, depth: int = 8, window: int = 12,
-                 orders_bits: int = 16, bottom_bits: int = 14, ctx_bits: int = 0):
+                 orders_bits: int = 16, bottom_bits: int = 14, ctx_bits: int = 0,
+                 checked: bool = False):
         if not isinstance(slots, int) or slots < 2 or slots & (slots - 1):
             raise ValueError(f"slots must be a power of two >= 2, not {slots!r}")
         if not isinstance(depth, int) or depth < 1:
@@ -123,15 +135,17 @@ class TopLevels(wiring.Component):
             raise ValueError(f"window must be an integer >= depth ({depth}), not {window!r}")
         self.slots, self.depth, self.window = slots, depth, window
         self.orders_bits, self.bottom_bits, self.ctx_bits = orders_bits, bottom_bits, ctx_bits
+        self.checked = bool(checked)
         self.slot_bits = slots.bit_length() - 1
         self.entry_layout = data.StructLayout({"price": 32, "shares": 32, "orders": orders_bits})
         self.side_layout = data.StructLayout({
             "lv": data.ArrayLayout(self.entry_layout, window), "bottom": bottom_bits})
         self.row_layout = data.ArrayLayout(self.side_layout, 2)
         super().__init__({
-            "i": In(stream.Signature(change_layout(self.slot_bits, orders_bits, ctx_bits))),
+            "i": In(stream.Signature(change_layout(self.slot_bits, orders_bits, ctx_bits,
+                                                   self.checked))),
             "o": Out(stream.Signature(levels_layout(self.slot_bits, depth, orders_bits,
-                                                    ctx_bits))),
+                                                    ctx_bits, self.checked))),
             "clearing": Out(1),
         })
 
@@ -139,8 +153,8 @@ class TopLevels(wiring.Component):
         m = Module()
         nw, sb = self.window, self.slot_bits
         row_t, side_t, ent_t = self.row_layout, self.side_layout, self.entry_layout
-        chg_t = change_layout(sb, self.orders_bits, self.ctx_bits)
-        out_t = levels_layout(sb, self.depth, self.orders_bits, self.ctx_bits)
+        chg_t = change_layout(sb, self.orders_bits, self.ctx_bits, self.checked)
+        out_t = levels_layout(sb, self.depth, self.orders_bits, self.ctx_bits, self.checked)
 
         m.submodules.mem = mem = Memory(shape=row_t, depth=self.slots, init=[])
         rd = mem.read_port()
@@ -201,6 +215,7 @@ class TopLevels(wiring.Component):
         sx = Signal(side_t)
         m.d.comb += sx.eq(Mux(ch2.side, rx[1], rx[0]))
         eq3, bt3, vl3 = reg(nw, "s3_equal"), reg(nw, "s3_better"), reg(nw, "s3_live")
+        st3 = reg(nw, "s3_start")           # checked: entry k is live at the refill's start
         with m.If(adv):
             m.d.sync += shift(3)
             m.d.sync += rowd[3].eq(rx)
@@ -210,12 +225,22 @@ class TopLevels(wiring.Component):
                 better = Mux(ch2.side, e.price < ch2.price, e.price > ch2.price)
                 m.d.sync += [eq3[k].eq(live & (e.price == ch2.price)),
                              bt3[k].eq(live & better), vl3[k].eq(live)]
+                if self.checked:
+                    m.d.sync += st3[k].eq(live & (e.price == ch2.start))
 
         # ------------------------------------------------------------ stage 3
         ch = c[3]
         cur = Signal(side_t)
         m.d.comb += cur.eq(Mux(ch.side, rowd[3][1], rowd[3][0]))
-        act = ~ch.nop
+        stale = Const(0)
+        if self.checked:
+            # the start is the worst live entry (entries are live from the first on), or the
+            # window is empty
+            last = Cat(*[vl3[k] & ~(vl3[k + 1] if k + 1 < nw else Const(0))
+                         for k in range(nw)])
+            # a refill into a full window would evict its worst level and drop itself
+            stale = ch.refill & ~ch.nop & ((vl3.any() & ~(st3 & last).any()) | vl3[nw - 1])
+        act = ~ch.nop & ~stale
         present = eq3.any() & act
         full = vl3[nw - 1]
         gone = ~ch.orders.any()
@@ -278,6 +303,16 @@ class TopLevels(wiring.Component):
                      res.bottom_orders.eq(Mux(evicted, worst.orders,
                                               Mux(to_bottom, ch.orders, 0))),
                      res.refill.eq(refill_q), res.ctx.eq(ch.ctx)]
+        if self.checked:
+            sd = Signal(side_t, name="out_side")
+            m.d.comb += sd.eq(Mux(ch.side, new_row[1], new_row[0]))
+            lv_new = Cat(*[sd.lv[k].orders.any() for k in range(nw)])
+            worst = Const(0, 32)
+            for k in range(nw):
+                is_last = lv_new[k] & ~(lv_new[k + 1] if k + 1 < nw else Const(0))
+                worst = worst | Mux(is_last, sd.lv[k].price, 0)
+            m.d.comb += [res.need.eq(~lv_new[nw - 1] & sd.bottom.any()), res.worst.eq(worst),
+                         res.stale.eq(stale)]
         short = Const(0)
         for s, name in ((0, "bid"), (1, "ask")):
             sd = new_row[s]
