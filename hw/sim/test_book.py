@@ -35,10 +35,13 @@ _FIELDS = [n for n in ORDER_EVENT_DTYPE.names if not n.startswith("_")]
 
 
 class BookTB(TB):
-    def __init__(self, dut, *, idle=0.3, stall=0.3):
+    """Decoded messages in, records out (``record_layout``: the DUT's), the symbol table
+    written through ``sym_*``; shared by the book benches."""
+
+    def __init__(self, dut, *, idle=0.3, stall=0.3, record_layout=None):
         super().__init__(dut)
         self.src = StreamSource(self, "i", DECODED_LAYOUT, idle=idle)
-        self.sink = StreamSink(self, "o", DUT.record_layout, stall=stall)
+        self.sink = StreamSink(self, "o", record_layout or DUT.record_layout, stall=stall)
         dut.sym_we.value = 0
 
     async def subscribe(self, locates):
@@ -49,7 +52,11 @@ class BookTB(TB):
             self.dut.sym_we.value = 1
             await self.cycles(1)
         self.dut.sym_we.value = 0
-        await self.cycles(DUT.rows + 2)          # the table clears after reset
+        await self.cleared()
+
+    async def cleared(self):
+        """Wait until the tables are cleared after reset."""
+        await self.cycles(DUT.rows + 2)
 
     def send(self, events):
         for e in events:

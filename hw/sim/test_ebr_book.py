@@ -22,48 +22,30 @@ import numpy as np
 import cocotb
 
 from hftaccel.rtl.ebr_book import EbrBook
-from hftaccel.rtl.itch import DECODED_LAYOUT
 from hftaccel.rtl.level_table import level_row
 from hftaccel.rtl.order_table import order_row
-from hftaccel.sim.common import TB, StreamSink, StreamSource, full_run, record_latency
-from hftaccel.sim.test_book import _as_dict, events, hand_built_rows
+from hftaccel.sim.common import full_run, record_latency
+from hftaccel.sim.test_book import BookTB, _as_dict, events, hand_built_rows
 from hftaccel.spec.book import BAD_REFERENCE_KINDS
-from hftaccel.spec.itch import ORDER_EVENT_DTYPE
 
 PARAMS = json.loads(os.environ.get("EBR_BOOK_PARAMS", "{}"))
 DUT = EbrBook(**PARAMS)
 # subscribed (slot order): the synthetic generator's locates 1..n
 LOCATES = list(range(1, min(DUT.slots, 8) + 1))
 UNSUB = len(LOCATES) + 3                               # a locate never subscribed
-_FIELDS = [n for n in ORDER_EVENT_DTYPE.names if not n.startswith("_")]
 
 
-class EbrBookTB(TB):
+class EbrBookTB(BookTB):
     def __init__(self, dut, *, idle=0.3, stall=0.3):
-        super().__init__(dut)
-        self.src = StreamSource(self, "i", DECODED_LAYOUT, idle=idle)
-        self.sink = StreamSink(self, "o", DUT.record_layout, stall=stall)
-        dut.sym_we.value = 0
+        super().__init__(dut, idle=idle, stall=stall, record_layout=DUT.record_layout)
         dut.degraded_index.value = 0
 
-    async def subscribe(self, locates):
-        for k, loc in enumerate(locates):
-            self.dut.sym_index.value = k
-            self.dut.sym_locate.value = loc
-            self.dut.sym_enable.value = 1
-            self.dut.sym_we.value = 1
-            await self.cycles(1)
-        self.dut.sym_we.value = 0
+    async def cleared(self):
         for _ in range(1 << 16):
             if not int(self.dut.clearing.value):
-                break
+                return
             await self.cycles(1)
-        else:
-            raise AssertionError("the tables never finished clearing")
-
-    def send(self, evs):
-        for e in evs:
-            self.src.send_nowait({n: int(e[n]) for n in _FIELDS})
+        raise AssertionError("the tables never finished clearing")
 
     async def settle(self, timeout=2_000_000):
         await self.drain(self.src, timeout=timeout, tail=80, what="events")
