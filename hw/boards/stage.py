@@ -155,7 +155,8 @@ STAGES = {
     "features": StageSpec(_component("features:FeatureEngine"),
                           {"default": {"depth": 8, "n_symbols": 1, "latency": 5}},
                           "microstructure features (hftaccel.rtl.features.FeatureEngine)"),
-    "mlp": StageSpec(_make_mlp, {"default": {}, "folded": {"macs_per_cycle": 16}},
+    "mlp": StageSpec(_make_mlp, {"default": {}, "folded": {"macs_per_cycle": 16},
+                                 "compiled": {"weights": "compiled"}},
                      "int8 MLP (hftaccel.rtl.mlp.MLP)"),
 }
 

@@ -20,8 +20,8 @@ Arithmetic
   model whose input shifts are at most 17 with int8 activations), where both roundings give
   the clip bound. Other models raise ``ValueError``.
 
-Folding (``macs_per_cycle``)
-----------------------------
+Folding (``macs_per_cycle``, reloadable weights)
+------------------------------------------------
 * ``None`` -- fully parallel: every MAC of a layer in one cycle, weights in registers. A layer
   sums its ``N`` products in a tree of :data:`TREE_FANIN`-input adders, one pipeline register
   per tree level, the last level adding the bias and applying the element-wise ops; so a layer
@@ -35,6 +35,41 @@ Folding (``macs_per_cycle``)
   current one), so ``II = max_k O_k * ceil(N_k / S_k)`` and
   ``latency = 1 + sum_k (O_k * ceil(N_k / S_k) + 2)``. Default model: M=1: II 608, latency
   1175; M=4: 160 / 307; M=16: 64 / 106.
+
+Compiled weights (``weights="compiled"``)
+-----------------------------------------
+Weights are constants and every product is a shift-add network the generator emits itself
+(no ``*``: Yosys maps any 2..18-bit product, constant operand or not, to a MULT18X18D), so the
+build uses 0 DSP and no weight registers; one vector per cycle (II = 1).
+
+* A layer's input ``x`` (range ``[lo, hi]``, ``w`` bits) enters as unsigned bits plus an offset
+  (a signed ``x`` is ``(x ^ 2**(w-1)) - 2**(w-1)``: the sign bit inverted). Each weight is
+  written in canonical signed digits (:func:`_csd`: at most 4 non-zero digits for int8, 2.1 on
+  average for the default model); a digit ``+2**e`` adds the bits of ``x`` shifted by ``e``, a
+  digit ``-2**e`` adds the inverted bits (``-(u << e) = (~u << e) - ((2**w - 1) << e)``).
+  Zero weights add nothing. Every offset, the bias and, where a requantization by ``2**-n``
+  follows, the half ``2**(n-1)`` fold into one constant of the neuron. The neuron's sum is then
+  a dot diagram of bits (``cols[c]``: bits of weight ``2**c``), added modulo ``2**W`` with ``W``
+  the signed width of its static range (exact, since the sum fits).
+* Adder tree, one carry chain per stage: a stage splits every column into groups of at most
+  ``_DADDA[STAGE_LEVELS]`` bits (9), reduces each group to two rows with at most
+  :data:`STAGE_LEVELS` levels of full / half adders (Dadda's schedule; and/or/xor, which map to
+  LUT4s), adds the two rows with one carry-propagate adder and registers the row. The next
+  stage sees one bit per group in a column. All neurons of a layer leave together (those that
+  finish early are carried along in registers).
+* Requantization, no carry chain: ``b = s + 2**(n-1)`` comes out of the tree, ``b >> n`` is
+  round half up, and the ties (low ``n`` bits of ``b`` all 0) go to even by clearing bit 0
+  (:func:`_requant_logic`); saturation (and ReLU, a clamp at 0) compares ``b`` with constants
+  in and/or trees. It opens the next layer's first stage, which therefore spends
+  :data:`OPS_LEVELS` fewer full-adder levels. ReLU / Clip / Requant chains fold into one
+  ``clip(rne(.))`` (:func:`_fold_ops`).
+* The input quantizer is one stage: an incrementer over the 9 bits of ``x`` that reach the
+  int8 result adds the half, ties from the low bits of ``x``, saturation from constant
+  comparisons of ``x``.
+* Default model (19-32-16-3): stages 1 (quantizer) + 2 + 3 + 2 = latency 8.
+
+The weight port exists in compiled builds too (so a top wires either mode alike) but writes
+nothing: the built model's scores stay.
 
 Latency is counted in clock edges from the edge that accepts a vector on ``i`` to the edge that
 hands its scores on from ``o`` without back-pressure (the fully parallel build: the vector
@@ -75,9 +110,12 @@ from amaranth.lib.wiring import In, Out
 from hftaccel.spec import quant as qspec
 from hftaccel.spec.risk import SCORED_UPDATE_DTYPE
 
-__all__ = ["TREE_FANIN", "WEIGHT_BITS", "BIAS_BITS", "SCORE_BITS", "weight_map", "weight_image",
+__all__ = ["WEIGHT_MODES", "TREE_FANIN", "STAGE_LEVELS", "OPS_LEVELS", "WEIGHT_BITS", "BIAS_BITS", "SCORE_BITS", "weight_map", "weight_image",
            "MLP"]
 
+#: Weight build modes: ``"reloadable"`` (weights in registers or memories, rewritten through the
+#: weight port) and ``"compiled"`` (weights are constants of shift-add networks, 0 DSP).
+WEIGHT_MODES = ("reloadable", "compiled")
 #: Inputs summed per pipeline stage by the fully parallel adder tree.
 TREE_FANIN = 16
 #: Width of a weight register / lane (two's complement; ``w_data[0:8]``): the widest weight of
@@ -626,6 +664,400 @@ class _DenseFolded(_LayerBase):
         return m
 
 
+# ----------------------------------------------------------------------------- compiled weights
+
+#: Full-adder (3:2 counter) levels a stage of the compiled build spends before its one
+#: carry-propagate adder: a stage sums up to ``_DADDA[STAGE_LEVELS]`` bits of a column into one
+#: row per group (Dadda's height sequence).
+STAGE_LEVELS = 4
+#: Logic levels charged to the requantization (rounding, saturation, ReLU) that opens the first
+#: stage of a layer fed by a layer with element-wise ops.
+OPS_LEVELS = 2
+_DADDA = (2, 3, 4, 6, 9, 13, 19, 28, 42, 63, 94, 141, 211, 316, 474, 711)
+_INF = float("inf")
+
+
+def _csd(w: int) -> list:
+    """Canonical signed digits of ``w``: ``[(sign, exponent)]``, ``w = sum sign * 2**exponent``,
+    no two adjacent digits non-zero (the fewest non-zero digits of any signed-digit form)."""
+    out, e = [], 0
+    while w:
+        if w & 1:
+            d = 2 - (w & 3)                  # +1 where w = 1 (mod 4), -1 where w = 3 (mod 4)
+            out.append((d, e))
+            w -= d
+        w >>= 1
+        e += 1
+    return out
+
+
+def _fold_ops(ops, width: int, src: str):
+    """Fold element-wise ops into ``clip(rne(v * 2**-shift[c]), lo[c], hi[c])`` per channel.
+
+    ReLU and Clip are clamps; a clamp before a rounding shift moves through it (``rne`` is
+    monotonic: ``rne(clamp(v, a, b)) == clamp(rne(v), rne(a), rne(b))``). Returns ``(shift,
+    lo, hi)``: ``shift`` a tuple or None (no Requant), ``lo`` / ``hi`` lists (``-inf`` / ``inf``
+    where unbounded). Two Requants in one chain (double rounding) raise ``ValueError``."""
+    shift, lo, hi = None, [-_INF] * width, [_INF] * width
+
+    def clamp(a, b):
+        if a > b:
+            raise ValueError(f"{src}: clip [{a}, {b}] is empty; the compiled build needs lo <= hi")
+        for c in range(width):
+            lo[c], hi[c] = min(max(lo[c], a), b), max(min(hi[c], b), a)
+
+    for op in ops:
+        if op.kind == "relu":
+            clamp(0, _INF)
+        elif op.kind == "clip":
+            clamp(-_INF if op.lo is None else op.lo, _INF if op.hi is None else op.hi)
+        else:
+            if shift is not None:
+                raise ValueError(f"{src}: two requantizations in a row are not built in "
+                                 f"compiled mode")
+            shift = op.shift
+            lo = [v if abs(v) == _INF else _rne(int(v), s) for v, s in zip(lo, shift)]
+            hi = [v if abs(v) == _INF else _rne(int(v), s) for v, s in zip(hi, shift)]
+            clamp(op.lo, op.hi)
+    return shift, lo, hi
+
+
+def _folded_range(tlo: int, thi: int, n, lo, hi) -> tuple[int, int]:
+    """Range of ``clip(rne(v * 2**-n), lo, hi)`` for ``v`` in ``[tlo, thi]``."""
+    if n is not None:
+        tlo, thi = _rne(tlo, n), _rne(thi, n)
+    return int(min(max(tlo, lo), hi)), int(max(min(thi, hi), lo))
+
+
+def _thresholds(n, lo, hi) -> tuple:
+    """``(xl, xh)``: the least / greatest ``v`` with ``lo <= rne(v * 2**-n) <= hi`` (None where
+    unbounded); saturation is ``v < xl`` / ``v > xh``, comparisons with constants."""
+    xl = xh = None
+    if hi != _INF:
+        hi = int(hi)
+        if not n:
+            xh = hi
+        elif n > 0:
+            xh = (hi << n) + (1 << (n - 1)) - (hi & 1)          # the tie rounds to even
+        else:
+            xh = hi >> -n
+        assert _rne(xh, n or 0) <= hi < _rne(xh + 1, n or 0)
+    if lo != -_INF:
+        lo = int(lo)
+        if not n:
+            xl = lo
+        elif n > 0:
+            xl = (lo << n) - (1 << (n - 1)) + (lo & 1)
+        else:
+            xl = -((-lo) >> -n)
+        assert _rne(xl - 1, n or 0) < lo <= _rne(xl, n or 0)
+    return xl, xh
+
+
+def _signed_width(lo: int, hi: int) -> int:
+    return Shape.cast(range(min(lo, -1), max(hi, 0) + 1)).width
+
+
+def _gt_const(v, c: int):
+    """``v > c`` for a constant ``c`` as and/or logic (no comparator, so no carry chain)."""
+    w, signed_ = len(v), v.shape().signed
+    vmin, vmax = (-(1 << (w - 1)), (1 << (w - 1)) - 1) if signed_ else (0, (1 << w) - 1)
+    if c >= vmax:
+        return Const(0, 1)
+    if c < vmin:
+        return Const(1, 1)
+    if signed_:                              # order-preserving map onto unsigned
+        c += 1 << (w - 1)
+    g = Const(0, 1)
+    for i in range(w):
+        b = ~v[i] if signed_ and i == w - 1 else v[i]
+        g = (b & g) if (c >> i) & 1 else (b | g)
+    return g
+
+
+def _lt_const(v, c: int):
+    """``v < c`` for a constant ``c`` (see :func:`_gt_const`)."""
+    return ~_gt_const(v, c - 1)
+
+
+def _bit(v, i: int):
+    """Bit ``i`` of ``v``, sign- or zero-extended past its width."""
+    if i < len(v):
+        return v[i]
+    return v[-1] if v.shape().signed else Const(0, 1)
+
+
+def _requant_logic(m: Module, v, tlo: int, thi: int, n, lo, hi, *, biased: bool, name: str):
+    """``clip(rne(s * 2**-n), lo, hi)`` of a value ``s`` in ``[tlo, thi]``, one carry chain at
+    most: ``v`` is ``s + 2**(n-1)`` when ``biased`` (the half added in the adder tree's
+    constant), else ``s`` itself, and then the half is added by a short incrementer over the
+    bits that reach the result.
+
+    Round half to even from the biased value ``b = s + 2**(n-1)``: ``b >> n`` is round half up;
+    the ties (``s = q * 2**n + 2**(n-1)``, so the low ``n`` bits of ``b`` are 0) go to the even
+    neighbour by clearing bit 0 of ``b >> n``. Saturation compares ``s`` with the constants of
+    :func:`_thresholds` (or-and trees), beside the adder. Returns ``(signal, lo, hi)``."""
+    olo, ohi = _folded_range(tlo, thi, n, lo, hi)
+    shape = _shape(olo, ohi)
+    y = Signal(shape, name=name)
+    if olo == ohi:
+        m.d.comb += y.eq(olo)
+        return y, olo, ohi
+    wo = shape.width
+    xl, xh = _thresholds(n, lo, hi)
+    half = (1 << (n - 1)) if n and n > 0 else 0
+    off = half if biased else 0
+    sat_hi = _gt_const(v, xh + off) if xh is not None and xh < thi else Const(0, 1)
+    sat_lo = _lt_const(v, xl + off) if xl is not None and xl > tlo else Const(0, 1)
+    if n and n > 0:
+        if biased:
+            qb = [_bit(v, n + i) for i in range(wo)]
+            tie = ~Cat(*[v[i] for i in range(n)]).any()
+        else:
+            t = Cat(*[_bit(v, n - 1 + i) for i in range(wo + 1)]) + 1
+            qb = [t[1 + i] for i in range(wo)]
+            tie = v[n - 1] & ~(Cat(*[v[i] for i in range(n - 1)]).any() if n > 1 else Const(0, 1))
+        qb[0] = qb[0] & ~tie
+    elif n and n < 0:
+        qb = ([Const(0, 1)] * -n + [_bit(v, i) for i in range(wo)])[:wo]
+    else:
+        qb = [_bit(v, i) for i in range(wo)]
+    q = Cat(*qb).as_signed() if shape.signed else Cat(*qb)
+    r = q
+    if xl is not None and xl > tlo:
+        r = Mux(sat_lo, int(lo), r)
+    if xh is not None and xh < thi:
+        r = Mux(sat_hi, int(hi), r)
+    m.d.comb += y.eq(r)
+    return y, olo, ohi
+
+
+class _Net:
+    """Bit-level adder-tree builder. With a module it emits full / half adders (and/or/xor,
+    which Yosys maps to LUTs), carry-propagate adders (``+``: one carry chain) and pipeline
+    registers enabled by ``adv``; without one (``m=None``) it only counts, so the stage
+    schedule (and so the latency) is known before elaboration."""
+
+    def __init__(self, m=None, adv=None):
+        self.m, self.adv, self.n, self.k = m, adv, 0, 0
+
+    def const1(self):
+        return Const(1, 1) if self.m is not None else True
+
+    def inv(self, b):
+        return ~b if self.m is not None else b
+
+    def _wire(self, value, width: int = 1):
+        """A named combinational signal for ``value`` (every gate output is one, so the
+        netlist is a DAG of signals, not a tree of re-emitted expressions)."""
+        self.k += 1
+        w = Signal(width, name=f"t{self.k}")
+        self.m.d.comb += w.eq(value)
+        return w
+
+    def fa(self, a, b, c):
+        if self.m is None:
+            return a, a
+        return self._wire(a ^ b ^ c), self._wire((a & b) | (a & c) | (b & c))
+
+    def ha(self, a, b):
+        if self.m is None:
+            return a, a
+        return self._wire(a ^ b), self._wire(a & b)
+
+    def cpa(self, x: list, y: list, width: int) -> list:
+        if self.m is None:
+            return [True] * width
+        s = self._wire((Cat(*x) + Cat(*y))[:width], width)
+        return [s[i] for i in range(width)]
+
+    def reg(self, bits: list, name: str) -> list:
+        if self.m is None or not bits:
+            return list(bits)
+        self.n += 1
+        r = Signal(len(bits), name=f"{name}_{self.n}")
+        with self.m.If(self.adv):
+            self.m.d.sync += r.eq(Cat(*bits))
+        return [r[i] for i in range(len(bits))]
+
+    def zero(self):
+        return Const(0, 1) if self.m is not None else True
+
+
+def _dadda(net: _Net, cols: list) -> list:
+    """Reduce a dot diagram (``cols[c]``: bits of weight ``2**c``, truncated to ``len(cols)``
+    columns) to at most two bits a column with full and half adders, Dadda's schedule."""
+    h = max(len(c) for c in cols)
+    j = next(k for k, d in enumerate(_DADDA) if d >= h)
+    for d in reversed(_DADDA[:j]):
+        new = [[] for _ in cols]
+        for c, bits in enumerate(cols):
+            bits = list(bits)
+            while len(bits) + len(new[c]) > d:
+                if len(bits) + len(new[c]) - d >= 2 and len(bits) >= 3:
+                    s, cy = net.fa(bits.pop(), bits.pop(), bits.pop())
+                else:
+                    s, cy = net.ha(bits.pop(), bits.pop())
+                new[c].append(s)
+                if c + 1 < len(cols):
+                    new[c + 1].append(cy)
+            new[c] += bits
+        cols = new
+    return cols
+
+
+def _tree_stage(net: _Net, cols: list, levels: int, name: str) -> tuple[list, bool]:
+    """One pipeline stage of a multi-operand sum: split the columns into groups of at most
+    ``_DADDA[levels]`` bits, reduce each to two rows (``levels`` full-adder levels at most), add
+    them (one carry chain) and register the group's row. Returns the new dot diagram and
+    whether it is a single row (the sum)."""
+    width = len(cols)
+    h = max((len(c) for c in cols), default=0)
+    if h <= 1:
+        rows = [[c[0] if c else net.zero() for c in cols]]
+        groups = []
+    else:
+        ng = -(-h // _DADDA[levels])
+        g = -(-h // ng)
+        groups = [[c[k * g:(k + 1) * g] for c in cols] for k in range(ng)]
+        rows = []
+    out = [[] for _ in range(width)]
+    for grp in groups:
+        grp = _dadda(net, grp)
+        used = [c for c in range(width) if grp[c]]
+        c0, c1 = used[0], used[-1] + 1
+        a = [grp[c][0] if grp[c] else net.zero() for c in range(c0, c1)]
+        if any(len(grp[c]) > 1 for c in range(c0, c1)):
+            b = [grp[c][1] if len(grp[c]) > 1 else net.zero() for c in range(c0, c1)]
+            a = net.cpa(a, b, min(width - c0, c1 - c0 + 1))
+        for i, bit in enumerate(net.reg(a, name)):
+            out[c0 + i].append(bit)
+    if not groups:
+        for c, bit in enumerate(net.reg(rows[0], name)):
+            out[c].append(bit)
+    return out, len(groups) <= 1
+
+
+def _compiled(net: _Net, plan: _Plan, xs) -> tuple[list, list]:
+    """Build (or, with a counting net, schedule) the compiled pipeline: the input quantizer
+    stage, then per dense layer the stages of its adder trees; returns ``(outputs, stages)``
+    where ``outputs`` are ``(value, lo, hi)`` of the scores and ``stages`` the cycles of each
+    step (quantizer, layers, final element-wise stage if any)."""
+    m = net.m
+    n_in = plan.n_inputs
+    shift, lo, hi = _fold_ops(plan.input_ops, n_in, plan.source)
+    acts = []                                # (value, lo, hi) of the current activations
+    for f in range(n_in):
+        n = shift[f] if shift is not None else None
+        if m is None:
+            acts.append((None, *_folded_range(-(1 << 31), (1 << 31) - 1, n, lo[f], hi[f])))
+            continue
+        y, ylo, yhi = _requant_logic(m, xs[f], -(1 << 31), (1 << 31) - 1, n, lo[f], hi[f],
+                                     biased=False, name=f"q{f}_y")
+        r = Signal(y.shape(), name=f"q{f}")
+        with m.If(net.adv):
+            m.d.sync += r.eq(y)
+        acts.append((r, ylo, yhi))
+    stages = [1]
+    pending = None                           # element-wise ops of the previous layer
+    for k, ly in enumerate(plan.layers):
+        O, N = ly.weight.shape
+        pshift, plo, phi = _fold_ops(ly.post, O, plan.source)
+        halves = [(1 << (s - 1)) if pshift is not None and s > 0 else 0
+                  for s in (pshift or [0] * O)]
+        if pending is not None:              # open the stage with the previous layer's ops
+            sh, qlo, qhi = pending
+            new = []
+            for j, (v, tlo, thi, h) in enumerate(acts):
+                n = sh[j] if sh is not None else None
+                if m is None:
+                    new.append((None, *_folded_range(tlo - h, thi - h, n, qlo[j], qhi[j])))
+                else:
+                    new.append(_requant_logic(m, v, tlo - h, thi - h, n, qlo[j], qhi[j],
+                                              biased=bool(h), name=f"l{k}_x{j}"))
+            acts = new
+        # activations as unsigned bits plus an offset: a signed w-bit x is (x ^ 2**(w-1)) -
+        # 2**(w-1)
+        ins = []
+        for v, alo, ahi in acts:
+            w = _shape(alo, ahi).width
+            if m is None:
+                bits = [True] * w
+            else:
+                bits = [v[i] for i in range(w)]
+            if alo < 0:
+                bits[-1] = net.inv(bits[-1])
+                ins.append((bits, -(1 << (w - 1)), alo, ahi))
+            else:
+                ins.append((bits, 0, alo, ahi))
+        trees, ranges = [], []
+        for o in range(O):
+            wrow = [int(v) for v in ly.weight[o]]
+            tlo = int(ly.bias[o]) + sum(min(w * a[2], w * a[3]) for w, a in zip(wrow, ins))
+            thi = int(ly.bias[o]) + sum(max(w * a[2], w * a[3]) for w, a in zip(wrow, ins))
+            h = halves[o]
+            width = _signed_width(tlo + h, thi + h)
+            const = int(ly.bias[o]) + h + sum(w * a[1] for w, a in zip(wrow, ins))
+            cols = [[] for _ in range(width)]
+            for w, (bits, _, _, _) in zip(wrow, ins):
+                for sgn, e in _csd(w):
+                    for i, b in enumerate(bits):
+                        if e + i < width:
+                            cols[e + i].append(b if sgn > 0 else net.inv(b))
+                    if sgn < 0:
+                        const -= ((1 << len(bits)) - 1) << e
+            const %= 1 << width
+            for c in range(width):
+                if const >> c & 1:
+                    cols[c].append(net.const1())
+            trees.append(cols)
+            ranges.append((tlo + h, thi + h, h))
+        done = [False] * O
+        t = 0
+        while not all(done):
+            levels = max(0, STAGE_LEVELS - OPS_LEVELS) if t == 0 and pending else STAGE_LEVELS
+            for o in range(O):
+                if done[o]:                  # finished early: carry the sum along
+                    row = net.reg([c[0] if c else net.zero() for c in trees[o]], f"l{k}_d{o}")
+                    trees[o] = [[b] for b in row]
+                else:
+                    trees[o], done[o] = _tree_stage(net, trees[o], levels, f"l{k}_t{o}")
+            t += 1
+        stages.append(t)
+        acts = []
+        for o in range(O):
+            lo_, hi_, h = ranges[o]
+            if m is None:
+                acts.append((None, lo_, hi_, h))
+            else:
+                bits = [c[0] if c else Const(0, 1) for c in trees[o]]
+                acts.append((Cat(*bits).as_signed(), lo_, hi_, h))
+        if ly.post:
+            pending = (pshift, plo, phi)
+        else:                                # no ops: the sum itself (no half was added)
+            pending = None
+            acts = [(v, lo_, hi_) for v, lo_, hi_, _ in acts]
+    # scores
+    outs = []
+    if pending is not None:
+        sh, qlo, qhi = pending
+        for j, (v, tlo, thi, h) in enumerate(acts):
+            n = sh[j] if sh is not None else None
+            if m is None:
+                outs.append((None, *_folded_range(tlo - h, thi - h, n, qlo[j], qhi[j])))
+            else:
+                y, ylo, yhi = _requant_logic(m, v, tlo - h, thi - h, n, qlo[j], qhi[j],
+                                             biased=bool(h), name=f"out{j}_y")
+                r = Signal(y.shape(), name=f"out{j}")
+                with m.If(net.adv):
+                    m.d.sync += r.eq(y)
+                outs.append((r, ylo, yhi))
+        stages.append(1)
+    else:
+        outs = acts
+    return outs, stages
+
+
 # ----------------------------------------------------------------------------- the component
 
 class MLP(wiring.Component):
@@ -641,6 +1073,10 @@ class MLP(wiring.Component):
     model : str, Path or hftaccel.golden.mlp.IntegerMLP, optional
         The QCDQ ONNX model (loaded with :func:`hftaccel.golden.mlp.load`) or its loaded engine;
         default ``models/default.onnx``. Its weights and biases are the power-up contents.
+    weights : str
+        ``"reloadable"`` (default): weights in registers (fully parallel) or memories (folded),
+        rewritable through the weight port. ``"compiled"``: weights are constants of
+        shift-add adder trees (0 DSP, II 1, fully parallel; the weight port is ignored).
     macs_per_cycle : int or None
         ``None``: fully parallel (weights in registers, II = 1). Otherwise a power of two ``M``:
         every layer multiplies ``min(M, N)`` weights a cycle (weights in memories).
@@ -676,12 +1112,19 @@ class MLP(wiring.Component):
     TypeError
         ``model`` or ``meta_layout`` of the wrong type.
     ValueError
+        ``weights`` not in :data:`WEIGHT_MODES`, or ``"compiled"`` with ``macs_per_cycle``;
         ``macs_per_cycle`` not ``None`` or a positive power of two; a model step the gateware
         does not build (weights beyond int8, biases beyond int32, an input quantizer that
         does not saturate ``|x| >= 2**24``, ops other than Dense / Relu / Requant / Clip).
     """
 
-    def __init__(self, *, model=None, macs_per_cycle: int | None = None, meta_layout=None):
+    def __init__(self, *, model=None, weights: str = "reloadable",
+                 macs_per_cycle: int | None = None, meta_layout=None):
+        if weights not in WEIGHT_MODES:
+            raise ValueError(f"weights must be one of {WEIGHT_MODES}, not {weights!r}")
+        if weights == "compiled" and macs_per_cycle is not None:
+            raise ValueError(f"compiled weights are fully parallel; macs_per_cycle must be "
+                             f"None, not {macs_per_cycle!r}")
         if macs_per_cycle is not None and (
                 not isinstance(macs_per_cycle, int) or isinstance(macs_per_cycle, bool)
                 or macs_per_cycle < 1 or macs_per_cycle & (macs_per_cycle - 1)):
@@ -695,6 +1138,7 @@ class MLP(wiring.Component):
                                 f"not {meta_layout!r}") from None
         self._plan = _plan(model)
         self._macs = macs_per_cycle
+        self._weights = weights
         self._meta = meta_layout
         secs = _sections(self._plan)
         self._sections = secs
@@ -704,9 +1148,13 @@ class MLP(wiring.Component):
         # build the stage objects now: latency / ii are known before elaboration
         q = self._plan.input_ops
         rng = _ops_range(q, -(1 << 31), (1 << 31) - 1)
-        self._quant = _Quantizer(q, self.n_inputs, meta_layout, rng)
+        self._quant = (_Quantizer(q, self.n_inputs, meta_layout, rng)
+                       if weights == "reloadable" else None)
         self._layers = []
-        for k, ly in enumerate(self._plan.layers):
+        self._stages = None
+        if weights == "compiled":            # schedule the adder trees (counting only)
+            _, self._stages = _compiled(_Net(), self._plan, None)
+        for k, ly in enumerate(self._plan.layers if weights == "reloadable" else ()):
             if macs_per_cycle is None:
                 eng = _DenseParallel(ly, meta_layout, rng, f"l{k}")
             else:
@@ -724,6 +1172,11 @@ class MLP(wiring.Component):
         })
 
     @property
+    def weights(self) -> str:
+        """The weight build mode (``"reloadable"`` or ``"compiled"``)."""
+        return self._weights
+
+    @property
     def macs_per_cycle(self) -> int | None:
         """The folding parameter (``None``: fully parallel)."""
         return self._macs
@@ -731,6 +1184,8 @@ class MLP(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from acceptance on ``i`` to scores valid on ``o``."""
+        if self._stages is not None:
+            return sum(self._stages)
         return 1 + sum(eng.latency for eng in self._layers)
 
     @property
@@ -742,7 +1197,10 @@ class MLP(wiring.Component):
 
     @property
     def layer_cycles(self) -> list[int]:
-        """Latency of each dense layer, cycles (the input quantizer adds 1)."""
+        """Latency of each dense layer, cycles (the input quantizer adds 1; in compiled mode
+        a last layer with element-wise ops adds 1 more)."""
+        if self._stages is not None:
+            return list(self._stages[1:1 + len(self._plan.layers)])
         return [eng.latency for eng in self._layers]
 
     def weight_map(self) -> list[dict]:
@@ -764,7 +1222,34 @@ class MLP(wiring.Component):
                              f"{self._plan.source!r} in more than weights and biases")
         return _image(plan)
 
+    def _elaborate_compiled(self):
+        m = Module()
+        adv = Signal()
+        m.d.comb += [adv.eq(~self.o.valid | self.o.ready), self.i.ready.eq(adv)]
+        net = _Net(m, adv)
+        outs, stages = _compiled(net, self._plan, [self.i.payload.x[f]
+                                                    for f in range(self.n_inputs)])
+        assert stages == self._stages
+        valid, meta = self.i.valid, self.i.payload.meta if self._meta is not None else None
+        for t in range(sum(stages)):
+            v = Signal(name=f"valid{t}")
+            with m.If(adv):
+                m.d.sync += v.eq(valid)
+            valid = v
+            if meta is not None:
+                r = Signal(self._meta, name=f"meta{t}")
+                with m.If(adv):
+                    m.d.sync += r.eq(meta)
+                meta = r
+        m.d.comb += self.o.valid.eq(valid)
+        m.d.comb += [self.o.payload.scores[k].eq(v) for k, (v, _, _) in enumerate(outs)]
+        if meta is not None:
+            m.d.comb += self.o.payload.meta.eq(meta)
+        return m
+
     def elaborate(self, platform):
+        if self._weights == "compiled":
+            return self._elaborate_compiled()
         m = Module()
         m.submodules.quant = self._quant
         wiring.connect(m, wiring.flipped(self.i), self._quant.i)

@@ -8,7 +8,11 @@ thousand, the whole day with ``TB_FULL=1``), random int32 vectors, and vectors a
 quantizer's corners (rounding ties, saturation edges, the float32 boundary 2**24, int32
 extremes). A second model (the default one with its int8 weights and int32 biases perturbed,
 same scales) is loaded through the weight port, with writes into the map's holes that must be
-ignored, then the default one is loaded back.
+ignored, then the default one is loaded back; a build with ``weights="compiled"`` has no
+writable weights, so there the same writes must leave its scores unchanged. Directed models
+(:func:`edge_model`: an all-zero weight column and row, weights at the int8 extremes and with
+the most CSD digits, biases that always saturate or always clip to zero, sums that tie in the
+requantization) run through the same tests.
 
 The DUT's parameters come from the environment (``MLP_PARAMS``, JSON keyword arguments of
 :class:`~hftaccel.rtl.mlp.MLP`), set by ``tests/rtl/test_rtl_mlp.py``.
@@ -34,6 +38,7 @@ OUT_LAYOUT = DUT.o.payload.shape()
 META = "meta_layout" in PARAMS and PARAMS["meta_layout"] is not None
 META_MASK = (1 << int(PARAMS.get("meta_layout") or 0)) - 1
 FOLDED = DUT.macs_per_cycle is not None
+COMPILED = DUT.weights == "compiled"
 ICARUS = os.environ.get("SIM") == "icarus"
 _M32 = 0xFFFF_FFFF
 
@@ -195,6 +200,62 @@ def perturbed_model(seed: int = 5):
     return proto
 
 
+def edge_model(path=None):
+    """A directed variant of the default model (same graph and scales, int8 weights and int32
+    biases edited) for the edges of the compiled adder trees and requantizations:
+
+    * layer 0: input column 0 and neuron 0 all zero (neuron 0 is its bias alone); neuron 1 has
+      one weight 64 and bias 0 (its requantization by 2**-7 ties whenever the input is odd);
+      neuron 2 all -127; neurons 3-6 from {+-127, +-85, +-64, +-43, +-1, 0} (85 and 43 have
+      the most canonical-signed digits of any int8, 4); neuron 8's bias saturates it at the
+      clip bound always, neuron 9's always clips it to 0 (ReLU);
+    * layer 1: columns 0 and 5 and neuron 0 all zero, neuron 1 all -127, neuron 2 all +127
+      with a negative bias, neuron 3 one weight 64 (ties), neurons 4-7 from the extremes;
+    * layer 2: column 0 zero, neuron 0 from the extremes.
+
+    Returns the ONNX ``ModelProto``; with ``path`` also writes it there."""
+    import onnx
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(17)
+    ext = np.array([-127, -85, -64, -43, -1, 0, 1, 43, 64, 85, 127])
+    proto = onnx.load(str(resources_default()))
+    mats = [i for i in proto.graph.initializer
+            if numpy_helper.to_array(i).dtype == np.int8 and numpy_helper.to_array(i).ndim == 2]
+    vecs = [i for i in proto.graph.initializer
+            if numpy_helper.to_array(i).dtype == np.int32 and numpy_helper.to_array(i).ndim == 1]
+    assert len(mats) == len(vecs) == 3, "edge_model expects the default 3-layer model"
+    w = [numpy_helper.to_array(i).copy() for i in mats]
+    b = [numpy_helper.to_array(i).copy() for i in vecs]
+    w0, b0 = w[0], b[0]
+    w0[:, 0] = 0
+    w0[0], b0[0] = 0, 1000
+    w0[1], w0[1, 3], b0[1] = 0, 64, 0
+    w0[2, 1:] = -127
+    w0[3:7, 1:] = rng.choice(ext, (4, w0.shape[1] - 1))
+    b0[8], b0[9] = 1 << 20, -(1 << 20)
+    w1, b1 = w[1], b[1]
+    w1[:, [0, 5]] = 0
+    w1[0] = 0
+    w1[1] = -127
+    w1[2], b1[2] = 127, -60000
+    w1[3], w1[3, 7], b1[3] = 0, 64, 0
+    w1[4:8] = rng.choice(ext, (4, w1.shape[1]))
+    w1[4:8, [0, 5]] = 0
+    w[2][:, 0] = 0
+    w[2][0, 1:] = rng.choice(ext, w[2].shape[1] - 1)
+    for init, a in zip(mats + vecs, w + b):
+        init.CopyFrom(numpy_helper.from_array(a, init.name))
+    if path is not None:
+        onnx.save(proto, str(path))
+    return proto
+
+
+def resources_default():
+    from importlib import resources
+    return resources.files("hftaccel.models") / "default.onnx"
+
+
 def ort_logits(proto_or_path, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
     so = ort.SessionOptions()
@@ -306,6 +367,9 @@ async def test_reload(dut):
     assert not np.array_equal(eng1.run(x), eng2.run(x))
     assert_ort(proto, eng2, x)
     await tb.write_weights(_writes(img2, _holes(rng)))
+    if COMPILED:                           # constants: the weight port writes nothing
+        await check(tb, x, eng1)
+        return
     await check(tb, x, eng2)
     await tb.reset()                       # reset keeps the loaded weights
     await check(tb, x[: n // 4], eng2)
@@ -338,4 +402,4 @@ async def test_latency_ii(dut):
     assert set(lat) == {DUT.latency}, f"latency {sorted(set(lat))}, documented {DUT.latency}"
     assert len(steady) and set(steady.tolist()) == {DUT.ii}, \
         f"accept intervals {sorted(set(steady.tolist()))}, documented II {DUT.ii}"
-    record_latency(f"mlp-m{DUT.macs_per_cycle or 'par'}", lat)
+    record_latency("mlp-compiled" if COMPILED else f"mlp-m{DUT.macs_per_cycle or 'par'}", lat)
