@@ -39,12 +39,23 @@ table). Latency from the edge that accepts a message to its record: :attr:`laten
 Capacities (each counted, nothing else changed): an add into a full order table row
 (``table_full``), a new level into a full level table row (``level_full``: the order stays in
 the order table, its symbol is flagged in ``degraded``), a later take of such a level
-(``level_unknown``), references at or above ``2**ref_bits`` (``ref_range``). The windows hold
-``window`` levels per side; the levels beyond are counted per side and refilled from the level
-table: **not built yet** -- a window that has lost more than ``window - depth`` levels while
-levels remain beyond it gives inexact records, counted in ``short``, and each refill the
-windows asked for is counted in ``refill``. Records equal golden's while ``table_full``,
-``level_full`` and ``short`` stay 0.
+(``level_unknown``), references at or above ``2**ref_bits`` (``ref_range``).
+
+Refill: the windows hold ``window`` levels per side; the levels beyond (the bottom) are only
+counted there. When an output shows a side whose window is not full while its bottom is not
+empty, the refill engine sends a burst of ``probes`` FINDs into the level table, back to back
+(the order table's results wait), at the prices beyond the window's worst price on the ITCH
+price grid ($0.01 at and above $1, $0.0001 below: Reg NMS Rule 612); a burst without a hit is
+repeated at twice the length, up to ``max_probes``. Every hit becomes a refill change whose
+``start`` is the price before it; the windows apply it only while ``start`` is still their
+worst price and they are not full (else ``refill_stale``). The refill enters the change stream
+where its FINDs entered the level table, so it is the bottom's best level. A window emptied
+while levels remain searches from the other side's best price. Counted: ``refill`` (applied),
+``refill_stale``, ``refill_miss`` (no level within ``max_probes`` ticks: levels off the grid or
+farther away), ``short`` (a record with a side of fewer than ``depth`` levels while levels
+remain beyond its window: the window lost more than ``window - depth`` levels before its
+refill arrived). Records equal golden's while ``table_full``, ``level_full`` and ``short``
+stay 0.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -113,6 +124,8 @@ class EbrBook(wiring.Component):
         levels shared by all symbols [2048 x 4].
     window : int
         Levels kept sorted per slot and side, ``>= depth`` [12].
+    probes, max_probes : int
+        FINDs of a refill burst, and the longest burst after misses (powers of two) [8, 64].
 
     Attributes
     ----------
