@@ -150,7 +150,11 @@ def test_journaled_order_that_never_reached_the_venue_is_voided(tmp_path):
         await a.wait_settled()
         a.client.send = lambda payload: None          # the next order dies on the wire
         lost = buy(a, 200, BID - 200, tif="0")
-        await asyncio.sleep(0)                        # the group commit: journaled, "sent"
+        # the group commit: journaled, fsync'd, "sent"; an fsync still in flight for the first
+        # order's answers defers it by a worker thread's turn, so wait for it (a loaded machine
+        # takes more than one turn of the event loop)
+        while a._outq or a._flush_handle is not None or a._fsync_future is not None:
+            await asyncio.sleep(0.001)
         assert int(a.risk.open_buy[LOC]) == 300
         a.reconnect = False
         a.drop_connection()
