@@ -148,7 +148,8 @@ class EbrBook(wiring.Component):
     Raises
     ------
     ValueError
-        A size not a power of two, ``depth`` < 1, ``window`` < ``depth``.
+        A size not a power of two, ``depth`` < 1, ``window`` < ``depth``, ``probes`` or
+        ``max_probes`` not a power of two or ``probes > max_probes``.
     """
 
     def __init__(self, *, depth: int = spec.BOOK_DEPTH, slots: int = 256,

@@ -81,20 +81,27 @@ def _as_dict(rec) -> dict:
             for n in rec.dtype.names if not n.startswith("_")}
 
 
-async def check(tb: BookTB, evs: np.ndarray, *, unsubscribed=0, table_full=0, level_full=0,
-                golden_events=None):
-    """Send ``evs``; compare every record with golden over the subscribed locates' events
-    (or ``golden_events``) and every counter."""
+async def replay(tb: BookTB, evs: np.ndarray, golden_events: np.ndarray, depth: int):
+    """Send ``evs`` through the DUT and ``golden_events`` through the golden book at
+    ``depth``; returns (golden book, golden records, the DUT's records as dicts)."""
     from hftaccel.golden.book import Book
     tb.send(evs)
     await tb.settle()
-    if golden_events is None:
-        golden_events = evs[np.isin(evs["stock_locate"], LOCATES)]
-    book = Book(depth=DUT.depth)
+    book = Book(depth=depth)
     gold = book.apply(golden_events)
     got = []
     while not tb.sink.empty():
         got.append(tb.sink.recv_nowait()[1])
+    return book, gold, got
+
+
+async def check(tb: BookTB, evs: np.ndarray, *, unsubscribed=0, table_full=0, level_full=0,
+                golden_events=None):
+    """Send ``evs``; compare every record with golden over the subscribed locates' events
+    (or ``golden_events``) and every counter."""
+    if golden_events is None:
+        golden_events = evs[np.isin(evs["stock_locate"], LOCATES)]
+    book, gold, got = await replay(tb, evs, golden_events, DUT.depth)
     for k, (g, r) in enumerate(zip(got, gold)):
         e = _as_dict(r)
         assert g == e, (f"record {k} (seq {e['seq']}, type {chr(e['msg_type'])}): "

@@ -25,7 +25,7 @@ from hftaccel.rtl.ebr_book import EbrBook
 from hftaccel.rtl.level_table import level_row
 from hftaccel.rtl.order_table import order_row
 from hftaccel.sim.common import full_run, record_latency
-from hftaccel.sim.test_book import BookTB, _as_dict, events, hand_built_rows
+from hftaccel.sim.test_book import BookTB, _as_dict, events, hand_built_rows, replay
 from hftaccel.spec.book import BAD_REFERENCE_KINDS
 
 PARAMS = json.loads(os.environ.get("EBR_BOOK_PARAMS", "{}"))
@@ -58,20 +58,10 @@ async def check(tb: EbrBookTB, evs: np.ndarray, *, unsubscribed=0, table_full=0,
     ``short`` (a window that lost more levels than its slack before its refill arrived: the
     DUT flags and counts them); those are left out of the comparison, every other record must
     equal golden's. Returns the golden book."""
-    from hftaccel.golden.book import Book
-    tb.send(evs)
-    await tb.settle()
     if golden_events is None:
         golden_events = evs[np.isin(evs["stock_locate"], LOCATES)]
-    book = Book(depth=DUT.depth)
-    gold = book.apply(golden_events)
-    got = []
-    while not tb.sink.empty():
-        got.append(tb.sink.recv_nowait()[1])
+    book, gold, got = await replay(tb, evs, golden_events, DUT.depth)
     bad = [k for k, (g, r) in enumerate(zip(got, gold)) if g != _as_dict(r)]
-    if os.environ.get("EBR_DEBUG"):
-        for nm in ("e_busy", "e_issue", "e_left", "e_span", "e_start", "e_price", "f_any"):
-            tb.dut._log.info("%s = %s", nm, getattr(tb.dut, nm).value)
     shorts = tb.counter("short")
     tb.dut._log.info("%s: %d records, %d short, refills %d, stale %d, missed %d", what,
                      len(got), shorts, tb.counter("refill"), tb.counter("refill_stale"),
